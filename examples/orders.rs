@@ -1,0 +1,126 @@
+//! The orders service: three routes under `#[idempotent]`, one plain stats route.
+//!
+//! ```text
+//! cargo run --example orders                                  # in-memory store
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example orders  # shared Redis store
+//! ```
+//!
+//! Environment: `BIND` (default `127.0.0.1:3000`), `REDIS_URL` (optional),
+//! `ORDERS_DELAY_MS` (optional: the orders handler sleeps this long, for concurrency tests).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use idempotent_runtime::{Idempotency, idempotent};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct AppState {
+    ids: Arc<AtomicU64>,
+    orders: Arc<AtomicU64>,
+    payments: Arc<AtomicU64>,
+    notifications: Arc<AtomicU64>,
+    orders_delay: Option<Duration>,
+}
+
+impl AppState {
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+#[derive(Deserialize)]
+struct NewOrder {
+    amount: i64,
+}
+
+#[idempotent(key_prefix = "orders", ttl = "24h", include_body = true, mandatory = true)]
+async fn create_order(State(state): State<AppState>, Json(req): Json<NewOrder>) -> impl IntoResponse {
+    state.orders.fetch_add(1, Ordering::SeqCst);
+    if let Some(delay) = state.orders_delay {
+        tokio::time::sleep(delay).await;
+    }
+    if req.amount <= 0 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "amount must be positive" })),
+        );
+    }
+    let id = state.next_id();
+    (StatusCode::CREATED, Json(json!({ "id": id, "amount": req.amount })))
+}
+
+#[idempotent(key_prefix = "payments", mandatory = true)]
+async fn create_payment(State(state): State<AppState>) -> impl IntoResponse {
+    state.payments.fetch_add(1, Ordering::SeqCst);
+    (StatusCode::CREATED, Json(json!({ "id": state.next_id() })))
+}
+
+#[idempotent(key_prefix = "notify", mandatory = false)]
+async fn send_notification(State(state): State<AppState>) -> impl IntoResponse {
+    state.notifications.fetch_add(1, Ordering::SeqCst);
+    (StatusCode::OK, Json(json!({ "id": state.next_id() })))
+}
+
+async fn stats(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({
+        "orders": state.orders.load(Ordering::SeqCst),
+        "payments": state.payments.load(Ordering::SeqCst),
+        "notifications": state.notifications.load(Ordering::SeqCst),
+    }))
+}
+
+fn app(idempotency: Idempotency, state: AppState) -> Router {
+    Router::new()
+        .route("/orders", post(create_order))
+        .route("/payments", post(create_payment))
+        .route("/notifications", post(send_notification))
+        .route("/stats", get(stats))
+        .layer(idempotency)
+        .with_state(state)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let (idempotency, store) = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => (
+            Idempotency::redis(&url)
+                .await
+                .map_err(|e| format!("connecting to REDIS_URL={url}: {e}"))?,
+            "redis",
+        ),
+        _ => (Idempotency::memory(), "memory"),
+    };
+    let orders_delay = match std::env::var("ORDERS_DELAY_MS") {
+        Ok(ms) if !ms.is_empty() => Some(Duration::from_millis(
+            ms.parse()
+                .map_err(|e| format!("ORDERS_DELAY_MS={ms} is not a number of milliseconds: {e}"))?,
+        )),
+        _ => None,
+    };
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|e| format!("binding {bind}: {e}"))?;
+    let state = AppState {
+        orders_delay,
+        ..AppState::default()
+    };
+    tracing::info!(addr = %listener.local_addr()?, store, "orders example ready");
+    axum::serve(listener, app(idempotency, state)).await?;
+    Ok(())
+}

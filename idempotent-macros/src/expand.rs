@@ -1,0 +1,273 @@
+//! The generated code: the validated options and handler, turned into tokens.
+//!
+//! The annotated function becomes a function of the same name and visibility that takes the
+//! whole request (`__private::Input`) and returns the response future. Inside it, the original
+//! function is kept as it was written, under its own name, and called by `__private::run` with
+//! its extractors applied, exactly as axum would have applied them. Because it is still one
+//! argument implementing `FromRequest`, the result is an axum handler, routed as before.
+
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{GenericParam, ReturnType};
+
+use crate::handler::Handler;
+use crate::options::{Millis, OnConflict, Options};
+
+/// The rewritten handler.
+pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
+    let Handler {
+        outer_attrs,
+        inner_attrs,
+        vis,
+        sig,
+        block,
+        arg_types,
+    } = handler;
+    let krate = &options.krate;
+    let private = quote!(#krate::__private);
+    let name = &sig.ident;
+    let state = Ident::new("__IdemS", Span::call_site());
+    let marker = Ident::new("__IdemM", Span::call_site());
+
+    // The user's generics come first; the state and the body extractor's marker follow. A
+    // handler without arguments has no body extractor, hence no marker.
+    let user_params = sig.generics.params.iter();
+    let user_predicates = sig
+        .generics
+        .where_clause
+        .iter()
+        .flat_map(|clause| clause.predicates.iter());
+    let (marker_param, input_marker) = if arg_types.is_empty() {
+        (None, quote!(()))
+    } else {
+        (Some(quote!(#marker,)), quote!(#marker))
+    };
+    let marker_bound = marker_param.as_ref().map(|_| quote!(#marker: 'static,));
+
+    // Every argument but the last is extracted from the request parts, the last one from the
+    // whole request. The bounds are spanned at the argument's type, so that a type that is not
+    // an extractor is reported there.
+    let last = arg_types.len().saturating_sub(1);
+    let extractor_bounds = arg_types.iter().enumerate().map(|(i, ty)| {
+        if i == last {
+            quote_spanned!(ty.span()=> #ty: #private::FromRequest<#state, #marker>,)
+        } else {
+            quote_spanned!(ty.span()=> #ty: #private::FromRequestParts<#state>,)
+        }
+    });
+    let args: Vec<Ident> = (0..arg_types.len())
+        .map(|i| format_ident!("__arg{}", i))
+        .collect();
+    let extract = extract(&private, &state, &marker, arg_types, &args);
+
+    // The original function keeps its name: inside the rewritten one it shadows it, so that
+    // attributes such as `#[tracing::instrument]` and recursive calls see what they saw before.
+    let turbofish_params: Vec<&Ident> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            GenericParam::Type(param) => Some(&param.ident),
+            GenericParam::Const(param) => Some(&param.ident),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    let turbofish = (!turbofish_params.is_empty()).then(|| quote!(::<#(#turbofish_params),*>));
+    let call = quote!(#name #turbofish(#(#args),*).await);
+    let respond = match &sig.output {
+        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> #private::IntoResponse::into_response(#call)),
+        ReturnType::Default => quote!(#private::IntoResponse::into_response(#call)),
+    };
+
+    let options = options_value(&private, options);
+
+    quote! {
+        #(#outer_attrs)*
+        #vis fn #name<#(#user_params,)* #state, #marker_param>(
+            __idempotent_input: #private::Input<#state, #input_marker>,
+        ) -> impl ::core::future::Future<Output = #private::Response> + ::core::marker::Send + 'static
+        where
+            #(#user_predicates,)*
+            #state: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
+            #marker_bound
+            #(#extractor_bounds)*
+        {
+            #(#inner_attrs)*
+            #sig #block
+
+            static __IDEMPOTENT_OPTIONS: #private::Options = #options;
+
+            #private::run(
+                __idempotent_input,
+                &__IDEMPOTENT_OPTIONS,
+                move |__req: #private::Request, __state: #state| async move {
+                    #extract
+                    #respond
+                },
+            )
+        }
+    }
+}
+
+/// The statements that run the extractors on `__req`, binding `args`; a rejection is
+/// answered as axum answers it.
+fn extract(
+    private: &TokenStream,
+    state: &Ident,
+    marker: &Ident,
+    arg_types: &[syn::Type],
+    args: &[Ident],
+) -> TokenStream {
+    let Some((last_ty, parts_tys)) = arg_types.split_last() else {
+        return TokenStream::new();
+    };
+    let Some((last_arg, parts_args)) = args.split_last() else {
+        return TokenStream::new();
+    };
+    let rejected = quote! {
+        ::core::result::Result::Err(__rejection) => {
+            return #private::IntoResponse::into_response(__rejection);
+        }
+    };
+    let from_request = quote! {
+        let #last_arg = match <#last_ty as #private::FromRequest<#state, #marker>>::from_request(__req, &__state).await {
+            ::core::result::Result::Ok(__value) => __value,
+            #rejected
+        };
+    };
+    if parts_tys.is_empty() {
+        return from_request;
+    }
+    quote! {
+        let (mut __parts, __body) = __req.into_parts();
+        #(
+            let #parts_args = match <#parts_tys as #private::FromRequestParts<#state>>::from_request_parts(&mut __parts, &__state).await {
+                ::core::result::Result::Ok(__value) => __value,
+                #rejected
+            };
+        )*
+        let __req = #private::Request::from_parts(__parts, __body);
+        #from_request
+    }
+}
+
+/// The `__private::Options` value, a constant expression.
+fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
+    let Options {
+        key_prefix,
+        header,
+        ttl,
+        lock_ttl,
+        include_body,
+        mandatory,
+        fail_open,
+        on_conflict,
+        krate: _,
+    } = options;
+    let ttl = duration(*ttl);
+    let lock_ttl = duration(*lock_ttl);
+    let max_wait = match on_conflict {
+        OnConflict::Reject => quote!(::core::option::Option::None),
+        OnConflict::Wait(max_wait) => {
+            let max_wait = duration(*max_wait);
+            quote!(::core::option::Option::Some(#max_wait))
+        }
+    };
+    quote! {
+        #private::Options::new(
+            #key_prefix,
+            #private::HeaderName::from_static(#header),
+            #ttl,
+            #lock_ttl,
+            #include_body,
+            #mandatory,
+            #fail_open,
+            #max_wait,
+        )
+    }
+}
+
+/// A `Duration` constant.
+fn duration(Millis(millis): Millis) -> TokenStream {
+    let millis = Literal::u64_unsuffixed(millis);
+    quote!(::core::time::Duration::from_millis(#millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::ToTokens;
+
+    fn expand_str(args: TokenStream, item: TokenStream) -> String {
+        let options = match crate::options::parse(args) {
+            Ok(options) => options,
+            Err(error) => panic!("{error}"),
+        };
+        let handler = match crate::handler::parse(item) {
+            Ok(handler) => handler,
+            Err(error) => panic!("{error}"),
+        };
+        let tokens = expand(&options, &handler);
+        // The expansion is one well-formed function.
+        match syn::parse2::<syn::ItemFn>(tokens.clone()) {
+            Ok(function) => function.to_token_stream().to_string(),
+            Err(error) => panic!("{error}: {tokens}"),
+        }
+    }
+
+    #[test]
+    fn state_and_json() {
+        let expanded = expand_str(
+            quote!(key_prefix = "orders", ttl = "24h", include_body = true),
+            quote! {
+                /// Creates an order.
+                pub async fn create_order(State(db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
+                    todo!()
+                }
+            },
+        );
+        for expected in [
+            "pub fn create_order < __IdemS , __IdemM , > (__idempotent_input : :: idempotent_runtime :: __private :: Input < __IdemS , __IdemM > ,)",
+            "State < Db > : :: idempotent_runtime :: __private :: FromRequestParts < __IdemS > ,",
+            "Json < NewOrder > : :: idempotent_runtime :: __private :: FromRequest < __IdemS , __IdemM > ,",
+            "async fn create_order (State (db) : State < Db > , Json (req) : Json < NewOrder >) -> impl IntoResponse",
+            ":: idempotent_runtime :: __private :: Options :: new (\"orders\" , :: idempotent_runtime :: __private :: HeaderName :: from_static (\"idempotency-key\") , :: core :: time :: Duration :: from_millis (86400000) , :: core :: time :: Duration :: from_millis (60000) , true , true , true , :: core :: option :: Option :: None ,)",
+            "create_order (__arg0 , __arg1) . await",
+        ] {
+            assert!(expanded.contains(expected), "{expected}\n\nnot in\n\n{expanded}");
+        }
+    }
+
+    #[test]
+    fn no_arguments() {
+        let expanded = expand_str(quote!(crate = "idem", on_conflict = "wait"), quote!(async fn ping() {}));
+        for expected in [
+            "fn ping < __IdemS , > (__idempotent_input : idem :: __private :: Input < __IdemS , () > ,)",
+            ":: core :: option :: Option :: Some (:: core :: time :: Duration :: from_millis (10000))",
+            "ping () . await",
+        ] {
+            assert!(expanded.contains(expected), "{expected}\n\nnot in\n\n{expanded}");
+        }
+        assert!(!expanded.contains("__IdemM"), "{expanded}");
+    }
+
+    #[test]
+    fn generics() {
+        let expanded = expand_str(
+            quote!(),
+            quote! {
+                async fn get<'a, R: Repo, const N: usize>(State(repo): State<R>) -> String where R: Clone {
+                    todo!()
+                }
+            },
+        );
+        for expected in [
+            "fn get < 'a , R : Repo , const N : usize , __IdemS , __IdemM , >",
+            "where R : Clone , __IdemS :",
+            "get :: < R , N > (__arg0) . await",
+        ] {
+            assert!(expanded.contains(expected), "{expected}\n\nnot in\n\n{expanded}");
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The one state machine of the behaviour table: key, body, claim, run, complete or release.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt as _;
+use tokio::time::Instant;
+
+use crate::__private::Options;
+use crate::config::{Idempotency, Inner};
+use crate::fingerprint::fingerprint;
+use crate::key::{self, KeyError};
+use crate::metrics::Metrics;
+use crate::problem::{ProblemCode, problem, problem_retry_after};
+use crate::store::{Claim, ClaimOutcome, Fence, Record, StoreError, StoredResponse, Token};
+
+/// The claim this request holds on a key.
+struct Owner {
+    key: String,
+    token: Token,
+}
+
+/// The largest pause between two polls of a running duplicate (`on_conflict = "wait"`).
+const MAX_WAIT_BACKOFF: Duration = Duration::from_millis(250);
+/// The first pause between two polls of a running duplicate.
+const FIRST_WAIT_BACKOFF: Duration = Duration::from_millis(10);
+
+pub(crate) async fn run<S, F, Fut>(
+    request: Request,
+    state: S,
+    options: &'static Options,
+    handler: F,
+) -> Response
+where
+    S: Send + 'static,
+    F: FnOnce(Request, S) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let (mut parts, body) = request.into_parts();
+    let Some(idem) = parts.extensions.remove::<Idempotency>() else {
+        tracing::error!(
+            key_prefix = options.key_prefix,
+            "idempotency: no store is registered for this app; add `.layer(Idempotency::memory())` \
+             (or another store) to the router that serves this `#[idempotent]` handler"
+        );
+        return problem(
+            ProblemCode::NotConfigured,
+            "The idempotency layer is not configured.",
+        );
+    };
+    let inner = idem.inner;
+
+    // 1. The key.
+    let key = match key::from_headers(&parts.headers, &options.header) {
+        Ok(key) => key.into_owned(),
+        Err(KeyError::Missing) if !options.mandatory => {
+            return handler(Request::from_parts(parts, body), state).await;
+        }
+        Err(KeyError::Missing) => {
+            return problem(
+                ProblemCode::KeyMissing,
+                &format!(
+                    "Missing required idempotency header: {}",
+                    display_header(&options.header)
+                ),
+            );
+        }
+        Err(KeyError::Invalid(why)) => {
+            return problem(
+                ProblemCode::KeyInvalid,
+                &format!(
+                    "Invalid idempotency header {}: {why}",
+                    display_header(&options.header)
+                ),
+            );
+        }
+    };
+
+    // 2. The body.
+    let (body, fingerprint) = if options.include_body {
+        match read_body(&parts.headers, body, inner.body_limit).await {
+            Ok(bytes) => {
+                let fp = fingerprint(&parts.headers, &bytes);
+                (Body::from(bytes), Some(fp))
+            }
+            Err(response) => return response,
+        }
+    } else {
+        (body, None)
+    };
+
+    // 3. The store.
+    let scope = inner.scope.as_ref().and_then(|scope| scope(&parts));
+    let store_key = key::store_key(options.key_prefix, scope.as_deref(), &key);
+    let request = Request::from_parts(parts, body);
+    let wait_until = options.max_wait.map(|wait| Instant::now() + wait);
+    let mut backoff = FIRST_WAIT_BACKOFF;
+    let mut waited = false;
+    loop {
+        let claim = Claim::new(Token::generate(), fingerprint.clone(), options.lock_ttl);
+        let outcome = tokio::time::timeout(inner.store_timeout, inner.store.claim(&store_key, &claim)).await;
+        let error = match outcome {
+            Ok(Ok(ClaimOutcome::Claimed)) => {
+                let owner = Owner {
+                    key: store_key,
+                    token: claim.token,
+                };
+                return execute(inner, options, Some((owner, fingerprint)), request, state, handler).await;
+            }
+            Ok(Ok(ClaimOutcome::Existing(Record::Completed(stored)))) => {
+                if differs(fingerprint.as_deref(), stored.fingerprint.as_deref()) {
+                    return reused(&inner, &key);
+                }
+                Metrics::bump(&inner.metrics.replays);
+                return replay(stored);
+            }
+            Ok(Ok(ClaimOutcome::Existing(Record::Processing { fingerprint: theirs, .. }))) => {
+                if differs(fingerprint.as_deref(), theirs.as_deref()) {
+                    return reused(&inner, &key);
+                }
+                if let Some(until) = wait_until
+                    && Instant::now() + backoff < until
+                {
+                    if !waited {
+                        waited = true;
+                        Metrics::bump(&inner.metrics.waits);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_WAIT_BACKOFF);
+                    continue;
+                }
+                Metrics::bump(&inner.metrics.conflicts);
+                return problem_retry_after(
+                    ProblemCode::RequestInProgress,
+                    &format!("A request with idempotency key '{key}' is still being processed"),
+                    1,
+                );
+            }
+            Ok(Err(error)) => error,
+            Err(_) => {
+                // The claim may still land once the store answers: release it then.
+                release_late_claim(inner.clone(), store_key.clone(), claim.token, options.lock_ttl);
+                StoreError::new(format!(
+                    "claim timed out after {:?}",
+                    inner.store_timeout
+                ))
+            }
+        };
+        return outage(inner, options, &error, request, state, handler).await;
+    }
+}
+
+/// The store could not answer: run without idempotency, or refuse.
+async fn outage<S, F, Fut>(
+    inner: Arc<Inner>,
+    options: &'static Options,
+    error: &StoreError,
+    request: Request,
+    state: S,
+    handler: F,
+) -> Response
+where
+    S: Send + 'static,
+    F: FnOnce(Request, S) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    Metrics::bump(&inner.metrics.store_errors);
+    let fail_open = options.fail_open;
+    if let Some(suppressed) = inner.metrics.outage_warning_permit() {
+        tracing::warn!(
+            key_prefix = options.key_prefix,
+            fail_open,
+            suppressed,
+            error = %error,
+            "idempotency store unavailable; {}",
+            if fail_open {
+                "running the handler without idempotency (fail_open = true)"
+            } else {
+                "answering 503 (fail_open = false)"
+            }
+        );
+    }
+    if fail_open {
+        Metrics::bump(&inner.metrics.fail_open_runs);
+        execute(inner, options, None, request, state, handler).await
+    } else {
+        Metrics::bump(&inner.metrics.fail_closed_rejections);
+        problem_retry_after(
+            ProblemCode::StoreUnavailable,
+            "The idempotency store is unavailable; retry later with the same key.",
+            1,
+        )
+    }
+}
+
+/// Run the handler detached from the connection; then complete or release the claim.
+async fn execute<S, F, Fut>(
+    inner: Arc<Inner>,
+    options: &'static Options,
+    owner: Option<(Owner, Option<String>)>,
+    request: Request,
+    state: S,
+    handler: F,
+) -> Response
+where
+    S: Send + 'static,
+    F: FnOnce(Request, S) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    if owner.is_some() {
+        Metrics::bump(&inner.metrics.executions);
+    }
+    let task = tokio::spawn(async move {
+        let outcome = AssertUnwindSafe(handler(request, state)).catch_unwind().await;
+        let response = match outcome {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::error!(key_prefix = options.key_prefix, "idempotency: the handler panicked");
+                if let Some((owner, _)) = owner {
+                    release(&inner, &owner).await;
+                }
+                return problem(ProblemCode::HandlerPanicked, "The request handler failed.");
+            }
+        };
+        let Some((owner, fingerprint)) = owner else {
+            return response;
+        };
+        if response.status().is_success() {
+            complete(&inner, options, owner, fingerprint, response).await
+        } else {
+            release(&inner, &owner).await;
+            response
+        }
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(%error, "idempotency: the handler task did not finish");
+            problem(ProblemCode::HandlerPanicked, "The request handler failed.")
+        }
+    }
+}
+
+/// Store a 2xx response for replay and return it.
+async fn complete(
+    inner: &Inner,
+    options: &'static Options,
+    owner: Owner,
+    fingerprint: Option<String>,
+    response: Response,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = match collect_limited(body, inner.max_response_size).await {
+        Collected::Whole(bytes) => bytes,
+        Collected::TooLarge(body) => {
+            Metrics::bump(&inner.metrics.oversized_responses);
+            tracing::warn!(
+                key_prefix = options.key_prefix,
+                limit = inner.max_response_size,
+                "idempotency: response too large to store; the key is released"
+            );
+            release(inner, &owner).await;
+            return Response::from_parts(parts, body);
+        }
+        Collected::Failed(error) => {
+            tracing::error!(%error, "idempotency: reading the handler's response body failed");
+            release(inner, &owner).await;
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let headers = inner
+        .replay_headers
+        .iter()
+        .flat_map(|name| {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(move |value| (name.clone(), value.clone()))
+        })
+        .collect();
+    let stored = StoredResponse::new(parts.status, Some(headers), bytes.clone(), fingerprint);
+    let written = tokio::time::timeout(
+        inner.store_timeout,
+        inner.store.complete(&owner.key, &owner.token, &stored, options.ttl),
+    )
+    .await;
+    match written {
+        Ok(Ok(Fence::Applied)) => {}
+        Ok(Ok(_)) => {
+            Metrics::bump(&inner.metrics.fenced_writes);
+            tracing::warn!(
+                key_prefix = options.key_prefix,
+                "idempotency: not storing the response: the key was claimed by another request \
+                 after this one's lock_ttl ran out"
+            );
+        }
+        Ok(Err(error)) => {
+            Metrics::bump(&inner.metrics.store_errors);
+            tracing::warn!(%error, key_prefix = options.key_prefix, "idempotency: storing the response failed");
+            release(inner, &owner).await;
+        }
+        Err(_) => {
+            Metrics::bump(&inner.metrics.store_errors);
+            tracing::warn!(key_prefix = options.key_prefix, "idempotency: storing the response timed out");
+            release(inner, &owner).await;
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Delete our PROCESSING record so a retry runs again. Best effort: if the store cannot be
+/// reached, the record expires after `lock_ttl`.
+async fn release(inner: &Inner, owner: &Owner) {
+    match tokio::time::timeout(inner.store_timeout, inner.store.release(&owner.key, &owner.token)).await {
+        Ok(Ok(Fence::Applied)) => {}
+        Ok(Ok(_)) => {
+            Metrics::bump(&inner.metrics.fenced_writes);
+            tracing::warn!("idempotency: not releasing the key: another request owns it now");
+        }
+        Ok(Err(error)) => {
+            Metrics::bump(&inner.metrics.store_errors);
+            tracing::warn!(%error, "idempotency: releasing the key failed; it stays locked until lock_ttl");
+        }
+        Err(_) => {
+            Metrics::bump(&inner.metrics.store_errors);
+            tracing::warn!("idempotency: releasing the key timed out; it stays locked until lock_ttl");
+        }
+    }
+}
+
+/// A claim that timed out may land in the store later, and would then block the key's
+/// retries until `lock_ttl`. Keep trying a fenced release in the background until the store
+/// answers or the lock would have expired anyway.
+fn release_late_claim(inner: Arc<Inner>, key: String, token: Token, lock_ttl: Duration) {
+    tokio::spawn(async move {
+        let give_up = Instant::now() + lock_ttl;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match tokio::time::timeout(inner.store_timeout, inner.store.release(&key, &token)).await {
+                Ok(Ok(fence)) => {
+                    if fence == Fence::Applied {
+                        tracing::info!("idempotency: released a claim that reached the store after its deadline");
+                    }
+                    return;
+                }
+                Ok(Err(_)) | Err(_) => {}
+            }
+            if Instant::now() + pause >= give_up {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    });
+}
+
+fn differs(ours: Option<&str>, theirs: Option<&str>) -> bool {
+    matches!((ours, theirs), (Some(a), Some(b)) if a != b)
+}
+
+fn reused(inner: &Inner, key: &str) -> Response {
+    Metrics::bump(&inner.metrics.mismatches);
+    problem(
+        ProblemCode::KeyReused,
+        &format!("Idempotency key '{key}' was already used with a different request body"),
+    )
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() = stored.status;
+    let headers = response.headers_mut();
+    match stored.headers {
+        Some(list) => {
+            for (name, value) in list {
+                headers.append(name, value);
+            }
+        }
+        None => {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    headers.insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+    response
+}
+
+static REPLAYED: http::HeaderName = http::HeaderName::from_static("idempotent-replayed");
+
+/// `Idempotency-Key` for `idempotency-key`: header names as users write them.
+fn display_header(name: &http::HeaderName) -> String {
+    name.as_str()
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Read a request body for hashing, up to `limit` bytes.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        problem(
+            ProblemCode::BodyTooLarge,
+            &format!("The request body is larger than {limit} bytes."),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) => {
+            tracing::debug!(%error, "idempotency: reading the request body failed");
+            Err((StatusCode::BAD_REQUEST, "Failed to read the request body").into_response())
+        }
+    }
+}
+
+enum Collected {
+    Whole(Bytes),
+    TooLarge(Body),
+    Failed(axum::Error),
+}
+
+/// Buffer a response body up to `limit` bytes; past it, hand back a body that yields what
+/// was read and then the rest.
+async fn collect_limited(mut body: Body, limit: usize) -> Collected {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(error)) => return Collected::Failed(error),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    total += data.len();
+                    chunks.push(data);
+                    if total > limit {
+                        let head = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, axum::Error>));
+                        let rest = body.into_data_stream();
+                        return Collected::TooLarge(Body::from_stream(
+                            futures_util::StreamExt::chain(head, rest),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Collected::Whole(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(total);
+            for chunk in chunks {
+                all.extend_from_slice(&chunk);
+            }
+            all.freeze()
+        }
+    })
+}

@@ -1,0 +1,105 @@
+//! The request fingerprint: lowercase hex SHA-256 of the request body.
+//!
+//! A JSON body (`Content-Type` `application/json` or `*/*+json`) that parses is hashed over
+//! its compact serialization, key order preserved, UTF-8 written raw and numbers as
+//! `serde_json` writes them, so whitespace does not matter and the hash equals what
+//! Jackson's `writeValueAsString` produces for the same object in the usual case. Any other
+//! body is hashed as raw bytes.
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+/// The fingerprint of a body sent with `headers`.
+pub fn fingerprint(headers: &HeaderMap, body: &[u8]) -> String {
+    if is_json(headers)
+        && let Some(compact) = compact_json(body)
+    {
+        return sha256_hex(&compact);
+    }
+    sha256_hex(body)
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Whether the `Content-Type` is `application/json` or `*/*+json` (parameters ignored).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((_, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    subtype.eq_ignore_ascii_case("json")
+        || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json")
+}
+
+/// The compact form of a JSON document, key order and duplicates preserved, or `None` if
+/// `body` is not one JSON value.
+pub fn compact_json(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    serde_transcode::transcode(&mut de, &mut ser).ok()?;
+    de.end().ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn json_headers(ct: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h
+    }
+
+    #[test]
+    fn empty_body_is_the_empty_hash() {
+        assert_eq!(
+            fingerprint(&HeaderMap::new(), b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn json_whitespace_does_not_matter_but_order_does() {
+        let h = json_headers("application/json; charset=utf-8");
+        let a = fingerprint(&h, br#"{"amount": 10, "currency" : "EUR"}"#);
+        let b = fingerprint(&h, b"{\n  \"amount\":10,\"currency\":\"EUR\"\n}");
+        assert_eq!(a, b);
+        assert_eq!(a, sha256_hex(br#"{"amount":10,"currency":"EUR"}"#));
+        assert_ne!(a, fingerprint(&h, br#"{"currency":"EUR","amount":10}"#));
+    }
+
+    #[test]
+    fn jackson_compatible_output() {
+        assert_eq!(
+            compact_json("{ \"name\" : \"caf\\u00e9 \u{1F600}\", \"n\": 1.50, \"big\": 12345678901234567890 }".as_bytes()).unwrap(),
+            "{\"name\":\"café 😀\",\"n\":1.5,\"big\":12345678901234567890}".as_bytes()
+        );
+    }
+
+    #[test]
+    fn plus_json_and_raw_fallbacks() {
+        let h = json_headers("application/problem+json");
+        assert_eq!(fingerprint(&h, b"[1, 2]"), sha256_hex(b"[1,2]"));
+        // Invalid JSON is hashed raw.
+        assert_eq!(fingerprint(&h, b"{oops"), sha256_hex(b"{oops"));
+        // Trailing garbage is not one JSON value.
+        assert_eq!(fingerprint(&h, b"[1] x"), sha256_hex(b"[1] x"));
+        // Non-JSON content types are hashed raw.
+        let text = json_headers("text/plain");
+        assert_eq!(fingerprint(&text, b"[1, 2]"), sha256_hex(b"[1, 2]"));
+        assert!(!is_json(&json_headers("application/jsonx")));
+        assert!(!is_json(&json_headers("application/+json")) || is_json(&json_headers("application/+json")));
+    }
+}

@@ -1,0 +1,330 @@
+//! The stored record and its JSON codec, compatible with the Spring `@Idempotent` aspect.
+//!
+//! A completed record is written as
+//!
+//! ```json
+//! {"statusCode":201,"body":"{\"id\":42}","bodyHash":"e3b0…","headers":[["content-type","application/json"]]}
+//! ```
+//!
+//! `statusCode`, `body` and `bodyHash` are the Spring aspect's fields, so a Spring service
+//! replays what this crate writes (Jackson ignores the extra fields) and this crate replays
+//! what Spring writes: a record without `headers` replays with
+//! `Content-Type: application/json`. A body that is not UTF-8 is stored base64-encoded with
+//! `"bodyEncoding":"base64"`. A PROCESSING record is
+//! `{"state":"PROCESSING","token":"…","bodyHash":…}`; it never carries `statusCode`.
+
+use std::fmt;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+/// An opaque, unique value that identifies one claim of a key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Token(String);
+
+impl Token {
+    /// A fresh random token.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// A token from its string form (as a store read it back).
+    pub fn from_string(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The string form of the token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.0)
+    }
+}
+
+/// A response kept for replay: status, replayable headers, body, and the fingerprint of the
+/// request that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredResponse {
+    /// The status code.
+    pub status: StatusCode,
+    /// The replayable headers, in order. `None` for a record written without them (by the
+    /// Spring aspect), which replays with `Content-Type: application/json`.
+    pub headers: Option<Vec<(HeaderName, HeaderValue)>>,
+    /// The body bytes.
+    pub body: Bytes,
+    /// Lowercase hex SHA-256 of the request body, or `None` when the body was not hashed.
+    pub fingerprint: Option<String>,
+}
+
+impl StoredResponse {
+    /// A stored response from its parts.
+    pub fn new(
+        status: StatusCode,
+        headers: Option<Vec<(HeaderName, HeaderValue)>>,
+        body: Bytes,
+        fingerprint: Option<String>,
+    ) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+            fingerprint,
+        }
+    }
+}
+
+/// What a store keeps under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Record {
+    /// The first request is still running.
+    Processing {
+        /// The claim that owns the key.
+        token: Token,
+        /// The fingerprint of the request that claimed it.
+        fingerprint: Option<String>,
+    },
+    /// The first request finished with a 2xx, kept for replay.
+    Completed(StoredResponse),
+}
+
+impl Record {
+    /// Whether this is the PROCESSING record of `token`.
+    pub fn is_owned_by(&self, token: &Token) -> bool {
+        matches!(self, Record::Processing { token: t, .. } if t == token)
+    }
+
+    /// The fingerprint of the request behind this record.
+    pub fn fingerprint(&self) -> Option<&str> {
+        match self {
+            Record::Processing { fingerprint, .. } => fingerprint.as_deref(),
+            Record::Completed(response) => response.fingerprint.as_deref(),
+        }
+    }
+
+    /// Encode as the JSON described in the [module docs](self).
+    pub fn to_json(&self) -> Vec<u8> {
+        let wire = match self {
+            Record::Processing { token, fingerprint } => Wire {
+                state: Some(Text::Borrowed(PROCESSING)),
+                token: Some(Text::Borrowed(token.as_str())),
+                body_hash: fingerprint.as_deref().map(Text::Borrowed),
+                ..Wire::default()
+            },
+            Record::Completed(response) => {
+                let (body, body_encoding) = match std::str::from_utf8(&response.body) {
+                    Ok(text) => (Text::Borrowed(text), None),
+                    Err(_) => (
+                        Text::Owned(
+                            base64::engine::general_purpose::STANDARD.encode(&response.body),
+                        ),
+                        Some(Text::Borrowed(BASE64)),
+                    ),
+                };
+                Wire {
+                    status_code: Some(response.status.as_u16()),
+                    body: Some(body),
+                    body_hash: response.fingerprint.as_deref().map(Text::Borrowed),
+                    headers: response.headers.as_ref().map(|headers| {
+                        headers
+                            .iter()
+                            .filter_map(|(name, value)| {
+                                Some((Text::Borrowed(name.as_str()), Text::Borrowed(value.to_str().ok()?)))
+                            })
+                            .collect()
+                    }),
+                    body_encoding,
+                    ..Wire::default()
+                }
+            }
+        };
+        // Serializing this struct of strings and integers cannot fail.
+        serde_json::to_vec(&wire).unwrap_or_default()
+    }
+
+    /// Decode a record written by [`to_json`](Self::to_json) or by the Spring aspect.
+    pub fn from_json(bytes: &[u8]) -> Result<Record, RecordError> {
+        let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(RecordError::json)?;
+        if wire.state.as_deref() == Some(PROCESSING) {
+            let token = wire
+                .token
+                .ok_or_else(|| RecordError::invalid("PROCESSING record without `token`"))?;
+            return Ok(Record::Processing {
+                token: Token::from_string(token.into_owned()),
+                fingerprint: wire.body_hash.map(|h| h.into_owned()),
+            });
+        }
+        let code = wire
+            .status_code
+            .ok_or_else(|| RecordError::invalid("record without `statusCode`"))?;
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| RecordError::invalid("`statusCode` is not an HTTP status"))?;
+        let body = wire.body.unwrap_or_default();
+        let body = match wire.body_encoding.as_deref() {
+            None => Bytes::from(body.into_owned()),
+            Some(BASE64) => Bytes::from(
+                base64::engine::general_purpose::STANDARD
+                    .decode(body.as_bytes())
+                    .map_err(|_| RecordError::invalid("`body` is not valid base64"))?,
+            ),
+            Some(_) => return Err(RecordError::invalid("unknown `bodyEncoding`")),
+        };
+        let headers = match wire.headers {
+            None => None,
+            Some(map) => Some(
+                map.into_iter()
+                    .map(|(name, value)| {
+                        let name = HeaderName::from_bytes(name.as_bytes())
+                            .map_err(|_| RecordError::invalid("invalid header name"))?;
+                        let value = HeaderValue::from_str(&value)
+                            .map_err(|_| RecordError::invalid("invalid header value"))?;
+                        Ok((name, value))
+                    })
+                    .collect::<Result<Vec<_>, RecordError>>()?,
+            ),
+        };
+        Ok(Record::Completed(StoredResponse {
+            status,
+            headers,
+            body,
+            fingerprint: wire.body_hash.map(|h| h.into_owned()),
+        }))
+    }
+}
+
+const PROCESSING: &str = "PROCESSING";
+const BASE64: &str = "base64";
+
+type Text<'a> = std::borrow::Cow<'a, str>;
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    state: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    token: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    body: Option<Text<'a>>,
+    #[serde(borrow)]
+    body_hash: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    headers: Option<Vec<(Text<'a>, Text<'a>)>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    body_encoding: Option<Text<'a>>,
+}
+
+/// A stored record that cannot be decoded.
+#[derive(Debug)]
+pub struct RecordError {
+    message: String,
+}
+
+impl RecordError {
+    fn json(err: serde_json::Error) -> Self {
+        Self {
+            message: format!("stored record is not valid JSON: {err}"),
+        }
+    }
+
+    fn invalid(what: &str) -> Self {
+        Self {
+            message: format!("stored record is malformed: {what}"),
+        }
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed(body: &[u8], headers: Option<Vec<(HeaderName, HeaderValue)>>) -> Record {
+        Record::Completed(StoredResponse::new(
+            StatusCode::CREATED,
+            headers,
+            Bytes::copy_from_slice(body),
+            Some("ab".repeat(32)),
+        ))
+    }
+
+    #[test]
+    fn completed_record_round_trips_with_spring_field_names() {
+        let record = completed(
+            br#"{"id":42}"#,
+            Some(vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )]),
+        );
+        let json = record.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(
+            text.starts_with(r#"{"statusCode":201,"body":"{\"id\":42}","bodyHash":"abab"#),
+            "{text}"
+        );
+        assert_eq!(Record::from_json(&json).unwrap(), record);
+    }
+
+    #[test]
+    fn binary_body_is_base64_and_round_trips() {
+        let record = completed(&[0xff, 0x00, 0xfe], None);
+        let json = record.to_json();
+        assert!(std::str::from_utf8(&json).unwrap().contains(r#""bodyEncoding":"base64""#));
+        assert_eq!(Record::from_json(&json).unwrap(), record);
+    }
+
+    #[test]
+    fn spring_record_without_extras_decodes() {
+        let json = br#"{"statusCode":200,"body":"{\"ok\":true}","bodyHash":null}"#;
+        let Record::Completed(response) = Record::from_json(json).unwrap() else {
+            panic!("expected a completed record")
+        };
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.headers, None);
+        assert_eq!(&response.body[..], br#"{"ok":true}"#);
+        assert_eq!(response.fingerprint, None);
+    }
+
+    #[test]
+    fn processing_record_round_trips_and_has_no_status() {
+        let record = Record::Processing {
+            token: Token::generate(),
+            fingerprint: None,
+        };
+        let json = record.to_json();
+        assert!(!std::str::from_utf8(&json).unwrap().contains("statusCode"));
+        assert_eq!(Record::from_json(&json).unwrap(), record);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"statusCode":"201"}"#,
+            br#"{"statusCode":99}"#,
+            br#"{"body":"x"}"#,
+            br#"{"statusCode":200,"body":"%%","bodyEncoding":"base64"}"#,
+            br#"{"state":"PROCESSING"}"#,
+            br#"{"statusCode":200,"bo"#,
+        ] {
+            assert!(Record::from_json(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. The Redis tests start their own private redis-server
+# processes on free loopback ports, so redis-server and redis-cli must be installed; this
+# script installs them (Debian's redis-server package) when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    echo "redis-server not found: installing Debian's redis-server package" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+
+exec cargo test --workspace --all-features "$@"

@@ -1,0 +1,692 @@
+//! Every row of the behaviour table (CONTRACT §3) on the in-memory store, over real HTTP.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use idempotent_runtime::store::memory::MemoryStore;
+use idempotent_runtime::store::{
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
+};
+use idempotent_runtime::{Idempotency, async_trait, idempotent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use support::app::{Probe, Server, client, eventually, problem_code};
+
+#[derive(Clone, Default)]
+struct AppState {
+    probe: Probe,
+    ids: Arc<AtomicU64>,
+}
+
+/// What a test asks the handler to do.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Command {
+    status: Option<u16>,
+    hold: bool,
+    panic: bool,
+    pad: usize,
+    #[allow(dead_code)]
+    note: Option<String>,
+}
+
+async fn behave(state: &AppState, cmd: Command) -> Response {
+    state.probe.enter();
+    if cmd.hold {
+        state.probe.hold().await;
+    }
+    if cmd.panic {
+        panic!("handler panics on purpose");
+    }
+    let id = state.ids.fetch_add(1, Ordering::SeqCst) + 1;
+    let status = StatusCode::from_u16(cmd.status.unwrap_or(201)).unwrap_or(StatusCode::CREATED);
+    (
+        status,
+        [
+            ("location", format!("/orders/{id}")),
+            ("set-cookie", "session=secret".to_owned()),
+            ("x-not-replayed", "1".to_owned()),
+        ],
+        Json(json!({ "id": id, "pad": "x".repeat(cmd.pad) })),
+    )
+        .into_response()
+}
+
+#[idempotent(key_prefix = "orders", include_body = true)]
+async fn orders(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+#[idempotent(key_prefix = "optional", include_body = true, mandatory = false)]
+async fn optional(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+#[idempotent(key_prefix = "unhashed")]
+async fn unhashed(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+#[idempotent(key_prefix = "closed", include_body = true, fail_open = false)]
+async fn closed(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+#[idempotent(key_prefix = "billing", header = "X-Idempotency-Key")]
+async fn billing(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+#[idempotent(key_prefix = "short", include_body = true, lock_ttl = "300ms")]
+async fn short_lock(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+#[idempotent(key_prefix = "wait", include_body = true, on_conflict = "wait", max_wait = "10s")]
+async fn waiting(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+#[idempotent(key_prefix = "impatient", on_conflict = "wait", max_wait = "100ms")]
+async fn impatient(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/orders", post(orders))
+        .route("/optional", post(optional))
+        .route("/unhashed", post(unhashed))
+        .route("/closed", post(closed))
+        .route("/billing", post(billing))
+        .route("/short", post(short_lock))
+        .route("/wait", post(waiting))
+        .route("/impatient", post(impatient))
+}
+
+struct Harness {
+    server: Server,
+    state: AppState,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    async fn new(idem: Idempotency) -> Harness {
+        let state = AppState::default();
+        let app = routes().layer(idem).with_state(state.clone());
+        Harness {
+            server: Server::start(app).await,
+            state,
+            http: client(),
+        }
+    }
+
+    async fn memory() -> (Harness, MemoryStore) {
+        let store = MemoryStore::new();
+        (Harness::new(Idempotency::new(store.clone())).await, store)
+    }
+
+    fn runs(&self) -> usize {
+        self.state.probe.runs()
+    }
+
+    fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
+        let mut request = self.http.post(self.server.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request
+    }
+
+    async fn send(&self, path: &str, key: Option<&str>, body: Value) -> reqwest::Response {
+        self.post(path, key, &body).send().await.expect("request")
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+#[tokio::test]
+async fn new_key_runs_once_and_retries_replay_the_stored_response() {
+    let (h, store) = Harness::memory().await;
+    let first = h.send("/orders", Some("k-1"), json!({"note": "a"})).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    assert_eq!(first.headers()["location"], "/orders/1");
+    assert_eq!(first.headers()["set-cookie"], "session=secret");
+    let first_body = json_of(first).await;
+
+    for _ in 0..3 {
+        let retry = h.send("/orders", Some("k-1"), json!({"note": "a"})).await;
+        assert_eq!(retry.status(), 201);
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        assert_eq!(retry.headers()["location"], "/orders/1");
+        assert_eq!(retry.headers()["content-type"], "application/json");
+        assert!(retry.headers().get("set-cookie").is_none(), "Set-Cookie is never replayed");
+        assert!(retry.headers().get("x-not-replayed").is_none());
+        assert_eq!(json_of(retry).await, first_body);
+    }
+    assert_eq!(h.runs(), 1);
+    let Some(Record::Completed(stored)) = store.get("idempotency:orders:k-1") else {
+        panic!("a completed record under the Spring-format key")
+    };
+    assert_eq!(stored.status, 201);
+    assert!(stored.fingerprint.as_deref().is_some_and(|f| f.len() == 64));
+}
+
+#[tokio::test]
+async fn json_whitespace_does_not_change_the_fingerprint() {
+    let (h, _) = Harness::memory().await;
+    let compact = h
+        .http
+        .post(h.server.url("/orders"))
+        .header("Idempotency-Key", "ws")
+        .header("content-type", "application/json")
+        .body(r#"{"note":"a","pad":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compact.status(), 201);
+    let spaced = h
+        .http
+        .post(h.server.url("/orders"))
+        .header("Idempotency-Key", "ws")
+        .header("content-type", "application/json")
+        .body("{\n  \"note\" : \"a\",\n  \"pad\" : 1\n}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spaced.status(), 201);
+    assert_eq!(spaced.headers()["idempotent-replayed"], "true");
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn same_key_with_a_different_body_is_422() {
+    let (h, _) = Harness::memory().await;
+    assert_eq!(h.send("/orders", Some("k-2"), json!({"note": "a"})).await.status(), 201);
+    let reused = h.send("/orders", Some("k-2"), json!({"note": "b"})).await;
+    let (status, code, detail) = problem_code(reused).await;
+    assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
+    assert_eq!(
+        detail,
+        "Idempotency key 'k-2' was already used with a different request body"
+    );
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing() {
+    let (h, store) = Harness::memory().await;
+    let (status, code, detail) = problem_code(h.send("/orders", None, json!({})).await).await;
+    assert_eq!((status, code.as_str()), (400, "idempotency_key_missing"));
+    assert_eq!(detail, "Missing required idempotency header: Idempotency-Key");
+
+    let (_, _, detail) = problem_code(h.send("/billing", None, json!({})).await).await;
+    assert_eq!(detail, "Missing required idempotency header: X-Idempotency-Key");
+    assert_eq!(h.runs(), 0);
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn configured_header_name_is_the_one_read() {
+    let (h, _) = Harness::memory().await;
+    let send = || {
+        h.http
+            .post(h.server.url("/billing"))
+            .header("X-Idempotency-Key", "b-1")
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 201);
+    assert_eq!(send().await.unwrap().headers()["idempotent-replayed"], "true");
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn missing_key_on_an_optional_route_runs_the_handler_every_time() {
+    let (h, store) = Harness::memory().await;
+    for _ in 0..2 {
+        assert_eq!(h.send("/optional", None, json!({})).await.status(), 201);
+    }
+    assert_eq!(h.runs(), 2);
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_keys_are_400_and_run_nothing() {
+    let (h, store) = Harness::memory().await;
+    let long = "k".repeat(256);
+    let quoted_long = format!("\"{long}\"");
+    let bad: Vec<&[u8]> = vec![
+        b"",
+        long.as_bytes(),
+        quoted_long.as_bytes(),
+        "caf\u{e9}".as_bytes(),
+        b"\"unbalanced",
+        b"\"bad\\escape\"",
+        b"\"\"",
+        b"\"abc\"tail",
+    ];
+    for raw in bad {
+        let response = h
+            .http
+            .post(h.server.url("/orders"))
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(raw).unwrap(),
+            )
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (status, code, _) = problem_code(response).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "idempotency_key_invalid"),
+            "key {:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    assert_eq!(h.runs(), 0);
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_quoted_key_is_the_bare_key() {
+    let (h, store) = Harness::memory().await;
+    let max = "q".repeat(255);
+    assert_eq!(h.send("/orders", Some("\"abc\""), json!({})).await.status(), 201);
+    let bare = h.send("/orders", Some("abc"), json!({})).await;
+    assert_eq!(bare.headers()["idempotent-replayed"], "true");
+    assert_eq!(h.send("/orders", Some(r#""a\"b\\c""#), json!({})).await.status(), 201);
+    assert!(store.get(r#"idempotency:orders:a"b\c"#).is_some());
+    assert_eq!(h.send("/orders", Some(&format!("\"{max}\"")), json!({})).await.status(), 201);
+    assert_eq!(h.runs(), 3);
+}
+
+#[tokio::test]
+async fn a_non_2xx_answer_releases_the_key() {
+    let (h, store) = Harness::memory().await;
+    let failed = h.send("/orders", Some("k-3"), json!({"status": 400})).await;
+    assert_eq!(failed.status(), 400);
+    assert!(store.get("idempotency:orders:k-3").is_none());
+    let retried = h.send("/orders", Some("k-3"), json!({"status": 400})).await;
+    assert_eq!(retried.status(), 400);
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+    assert_eq!(h.runs(), 2);
+}
+
+#[tokio::test]
+async fn an_extractor_rejection_releases_the_key_and_does_not_run_the_body() {
+    let (h, store) = Harness::memory().await;
+    let rejected = h
+        .http
+        .post(h.server.url("/orders"))
+        .header("Idempotency-Key", "k-4")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(rejected.status().is_client_error(), "{}", rejected.status());
+    assert_eq!(h.runs(), 0);
+    assert!(store.get("idempotency:orders:k-4").is_none());
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_500_and_releases_the_key() {
+    let (h, store) = Harness::memory().await;
+    let (status, code, _) =
+        problem_code(h.send("/orders", Some("k-5"), json!({"panic": true})).await).await;
+    assert_eq!((status, code.as_str()), (500, "idempotency_handler_panicked"));
+    assert!(store.get("idempotency:orders:k-5").is_none());
+    // The same request runs again (and panics again), proving the key was released.
+    let again = h.send("/orders", Some("k-5"), json!({"panic": true})).await;
+    assert_eq!(again.status(), 500);
+    assert_eq!(h.runs(), 2);
+}
+
+#[tokio::test]
+async fn thirty_two_concurrent_requests_run_the_handler_exactly_once() {
+    let (h, _) = Harness::memory().await;
+    let h = Arc::new(h);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let h = h.clone();
+        requests.spawn(async move {
+            let response = h.send("/orders", Some("storm"), json!({"hold": true})).await;
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").cloned();
+            (status, retry_after, response.text().await.unwrap_or_default())
+        });
+    }
+    // While the one handler is held, every other request must come back 409.
+    let mut conflicts = 0;
+    while conflicts < 31 {
+        let (status, retry_after, body) = tokio::time::timeout(Duration::from_secs(10), requests.join_next())
+            .await
+            .expect("31 requests should be answered while the handler is held")
+            .expect("a request")
+            .expect("a request task");
+        assert_eq!(status, 409, "{body}");
+        assert!(retry_after.is_some(), "409 carries Retry-After");
+        assert!(body.contains("idempotency_request_in_progress"));
+        conflicts += 1;
+    }
+    h.state.probe.open(1);
+    let (status, _, _) = requests.join_next().await.expect("the first").expect("task");
+    assert_eq!(status, 201);
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn in_progress_with_a_different_body_is_422() {
+    let (h, _) = Harness::memory().await;
+    let h = Arc::new(h);
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send("/orders", Some("k-6"), json!({"hold": true})).await.status() })
+    };
+    h.state.probe.wait_started().await;
+    let (status, code, _) = problem_code(h.send("/orders", Some("k-6"), json!({"note": "other"})).await).await;
+    assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
+    h.state.probe.open(1);
+    assert_eq!(first.await.unwrap(), 201);
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_cut_the_handler_short() {
+    let (h, store) = Harness::memory().await;
+    let h = Arc::new(h);
+    let request = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send("/orders", Some("k-7"), json!({"hold": true})).await })
+    };
+    h.state.probe.wait_started().await;
+    request.abort();
+    assert!(request.await.is_err(), "the client went away");
+    h.state.probe.open(1);
+    eventually("the detached handler's response is stored", Duration::from_secs(10), || async {
+        matches!(store.get("idempotency:orders:k-7"), Some(Record::Completed(_)))
+    })
+    .await;
+    let retry = h.send("/orders", Some("k-7"), json!({"hold": true})).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_record_without_fingerprint_replays_whatever_the_body() {
+    let (h, store) = Harness::memory().await;
+    // Written with include_body = false: any body replays.
+    assert_eq!(h.send("/unhashed", Some("u-1"), json!({"note": "a"})).await.status(), 201);
+    let other = h.send("/unhashed", Some("u-1"), json!({"note": "b"})).await;
+    assert_eq!(other.headers()["idempotent-replayed"], "true");
+    assert_eq!(h.runs(), 1);
+
+    // Written by Spring without includeBody (no fingerprint, no headers): replayed as JSON.
+    let spring = StoredResponse::new(
+        StatusCode::OK,
+        None,
+        bytes_of(r#"{"from":"spring"}"#),
+        None,
+    );
+    let fence = store
+        .complete("idempotency:orders:spring-1", &Token::generate(), &spring, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(fence, Fence::Applied);
+    let replayed = h.send("/orders", Some("spring-1"), json!({"note": "anything"})).await;
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(replayed.headers()["content-type"], "application/json");
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(replayed).await, json!({"from": "spring"}));
+    assert_eq!(h.runs(), 1);
+}
+
+fn bytes_of(text: &'static str) -> axum::body::Bytes {
+    axum::body::Bytes::from_static(text.as_bytes())
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_after_the_key_check() {
+    let store = MemoryStore::new();
+    let h = Harness::new(Idempotency::new(store.clone()).body_limit(1024)).await;
+    let big = json!({"note": "x".repeat(4096)});
+    // The key is checked first.
+    let (status, _, _) = problem_code(h.send("/orders", None, big.clone()).await).await;
+    assert_eq!(status, 400);
+    // With Content-Length.
+    let (status, code, _) = problem_code(h.send("/orders", Some("big"), big.clone()).await).await;
+    assert_eq!((status, code.as_str()), (413, "idempotency_body_too_large"));
+    // Chunked, without Content-Length.
+    let chunks = futures_util::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 512])),
+    );
+    let streamed = h
+        .http
+        .post(h.server.url("/orders"))
+        .header("Idempotency-Key", "big")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+    assert_eq!(h.runs(), 0);
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_response_over_the_storage_limit_is_returned_but_not_stored() {
+    let store = MemoryStore::new();
+    let idem = Idempotency::new(store.clone()).max_response_size(100);
+    let h = Harness::new(idem.clone()).await;
+    let first = h.send("/orders", Some("huge"), json!({"pad": 1000})).await;
+    assert_eq!(first.status(), 201);
+    assert_eq!(json_of(first).await["pad"].as_str().map(str::len), Some(1000));
+    assert!(store.get("idempotency:orders:huge").is_none());
+    assert_eq!(h.send("/orders", Some("huge"), json!({"pad": 1000})).await.status(), 201);
+    assert_eq!(h.runs(), 2);
+    assert_eq!(idem.metrics().oversized_responses, 2);
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_others_responses() {
+    let store = MemoryStore::new();
+    let idem = Idempotency::new(store.clone()).scope(|parts| {
+        parts
+            .headers
+            .get("x-tenant")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let h = Harness::new(idem).await;
+    let send = |tenant: &'static str| {
+        h.post("/orders", Some("shared-key"), &json!({}))
+            .header("x-tenant", tenant)
+            .send()
+    };
+    let a = json_of(send("alice").await.unwrap()).await;
+    let b = json_of(send("bob").await.unwrap()).await;
+    assert_ne!(a["id"], b["id"]);
+    let a_again = send("alice").await.unwrap();
+    assert_eq!(a_again.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(a_again).await, a);
+    assert_eq!(h.runs(), 2);
+    assert!(store.get("idempotency:orders|alice:shared-key").is_some());
+}
+
+#[tokio::test]
+async fn an_app_without_a_store_answers_500_naming_the_fix() {
+    let state = AppState::default();
+    let server = Server::start(routes().with_state(state.clone())).await;
+    let response = client()
+        .post(server.url("/orders"))
+        .header("Idempotency-Key", "k")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = problem_code(response).await;
+    assert_eq!((status, code.as_str()), (500, "idempotency_not_configured"));
+    assert_eq!(state.probe.runs(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced() {
+    let store = MemoryStore::new();
+    let idem = Idempotency::new(store.clone());
+    let h = Arc::new(Harness::new(idem.clone()).await);
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move { json_of(h.send("/short", Some("t-1"), json!({"hold": true})).await).await })
+    };
+    h.state.probe.wait_started().await;
+    // The PROCESSING record lives for lock_ttl (300ms); outlive it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = {
+        let h = h.clone();
+        tokio::spawn(async move { json_of(h.send("/short", Some("t-1"), json!({"hold": true})).await).await })
+    };
+    h.state.probe.wait_started().await;
+    assert_eq!(h.runs(), 2, "the second request took over the dead owner's key");
+    // The old owner finishes first: its completion is refused by the fence.
+    h.state.probe.open(1);
+    let old = first.await.unwrap();
+    h.state.probe.open(1);
+    let new = second.await.unwrap();
+    assert_eq!(idem.metrics().fenced_writes, 1);
+    let replay = json_of(h.send("/short", Some("t-1"), json!({"hold": true})).await).await;
+    assert_eq!(replay, new);
+    assert_ne!(replay, old);
+}
+
+#[tokio::test]
+async fn waiting_duplicates_replay_the_first_response() {
+    let store = MemoryStore::new();
+    let idem = Idempotency::new(store);
+    let h = Arc::new(Harness::new(idem.clone()).await);
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let r = h.send("/wait", Some("w-1"), json!({"hold": true})).await;
+            (r.status(), json_of(r).await)
+        })
+    };
+    h.state.probe.wait_started().await;
+    let duplicate = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let r = h.send("/wait", Some("w-1"), json!({"hold": true})).await;
+            (r.status(), r.headers().get("idempotent-replayed").cloned(), json_of(r).await)
+        })
+    };
+    eventually("the duplicate is waiting", Duration::from_secs(10), || async {
+        idem.metrics().waits == 1
+    })
+    .await;
+    h.state.probe.open(1);
+    let (status, body) = first.await.unwrap();
+    let (dup_status, replayed, dup_body) = duplicate.await.unwrap();
+    assert_eq!((status, dup_status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(replayed.as_ref().map(|v| v.as_bytes()), Some(&b"true"[..]));
+    assert_eq!(body, dup_body);
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_wait_that_runs_out_is_409() {
+    let (h, _) = Harness::memory().await;
+    let h = Arc::new(h);
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send("/impatient", Some("w-2"), json!({"hold": true})).await.status() })
+    };
+    h.state.probe.wait_started().await;
+    let (status, code, _) = problem_code(h.send("/impatient", Some("w-2"), json!({})).await).await;
+    assert_eq!((status, code.as_str()), (409, "idempotency_request_in_progress"));
+    h.state.probe.open(1);
+    assert_eq!(first.await.unwrap(), 201);
+    assert_eq!(h.runs(), 1);
+}
+
+/// A store a test can take down or hang, wrapping a memory store.
+#[derive(Clone, Default)]
+struct FaultyStore {
+    inner: MemoryStore,
+    mode: Arc<AtomicU8>,
+}
+
+const HEALTHY: u8 = 0;
+const DOWN: u8 = 1;
+const HUNG: u8 = 2;
+
+impl FaultyStore {
+    async fn fault(&self) -> Result<(), StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            DOWN => Err(StoreError::new("connection refused")),
+            HUNG => std::future::pending().await,
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for FaultyStore {
+    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        self.fault().await?;
+        self.inner.claim(key, claim).await
+    }
+    async fn complete(&self, key: &str, token: &Token, response: &StoredResponse, ttl: Duration) -> Result<Fence, StoreError> {
+        self.fault().await?;
+        self.inner.complete(key, token, response, ttl).await
+    }
+    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+        self.fault().await?;
+        self.inner.release(key, token).await
+    }
+}
+
+#[tokio::test]
+async fn store_outage_fails_open_or_closed_per_route() {
+    let store = FaultyStore::default();
+    let idem = Idempotency::new(store.clone()).store_timeout(Duration::from_millis(100));
+    let h = Harness::new(idem.clone()).await;
+    for mode in [DOWN, HUNG] {
+        store.mode.store(mode, Ordering::SeqCst);
+        let before = h.runs();
+        // fail_open = true: the handler runs, nothing is written.
+        let open = h.send("/orders", Some("o-1"), json!({})).await;
+        assert_eq!(open.status(), 201);
+        assert_eq!(h.runs(), before + 1);
+        // fail_open = false: 503 with Retry-After, the handler does not run.
+        let refused = h.send("/closed", Some("c-1"), json!({})).await;
+        assert!(refused.headers().get("retry-after").is_some());
+        let (status, code, _) = problem_code(refused).await;
+        assert_eq!((status, code.as_str()), (503, "idempotency_store_unavailable"));
+        assert_eq!(h.runs(), before + 1);
+    }
+    assert!(store.inner.is_empty(), "nothing is written during an outage");
+    let metrics = idem.metrics();
+    assert_eq!((metrics.fail_open_runs, metrics.fail_closed_rejections), (2, 2));
+    assert!(metrics.store_errors >= 4);
+
+    // Back up: idempotency resumes.
+    store.mode.store(HEALTHY, Ordering::SeqCst);
+    assert_eq!(h.send("/orders", Some("o-2"), json!({})).await.status(), 201);
+    let replay = h.send("/orders", Some("o-2"), json!({})).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+}
