@@ -41,8 +41,16 @@ struct NewOrder {
     amount: i64,
 }
 
-#[idempotent(key_prefix = "orders", ttl = "24h", include_body = true, mandatory = true)]
-async fn create_order(State(state): State<AppState>, Json(req): Json<NewOrder>) -> impl IntoResponse {
+#[idempotent(
+    key_prefix = "orders",
+    ttl = "24h",
+    include_body = true,
+    mandatory = true
+)]
+async fn create_order(
+    State(state): State<AppState>,
+    Json(req): Json<NewOrder>,
+) -> impl IntoResponse {
     state.orders.fetch_add(1, Ordering::SeqCst);
     if let Some(delay) = state.orders_delay {
         tokio::time::sleep(delay).await;
@@ -54,7 +62,10 @@ async fn create_order(State(state): State<AppState>, Json(req): Json<NewOrder>) 
         );
     }
     let id = state.next_id();
-    (StatusCode::CREATED, Json(json!({ "id": id, "amount": req.amount })))
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "amount": req.amount })),
+    )
 }
 
 #[idempotent(key_prefix = "payments", mandatory = true)]
@@ -91,8 +102,7 @@ fn app(idempotency: Idempotency, state: AppState) -> Router {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
 
@@ -105,13 +115,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         _ => (Idempotency::memory(), "memory"),
     };
-    let orders_delay = match std::env::var("ORDERS_DELAY_MS") {
-        Ok(ms) if !ms.is_empty() => Some(Duration::from_millis(
-            ms.parse()
-                .map_err(|e| format!("ORDERS_DELAY_MS={ms} is not a number of milliseconds: {e}"))?,
-        )),
-        _ => None,
-    };
+    let orders_delay =
+        match std::env::var("ORDERS_DELAY_MS") {
+            Ok(ms) if !ms.is_empty() => Some(Duration::from_millis(ms.parse().map_err(|e| {
+                format!("ORDERS_DELAY_MS={ms} is not a number of milliseconds: {e}")
+            })?)),
+            _ => None,
+        };
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await

@@ -90,7 +90,12 @@ async fn short_lock(State(state): State<AppState>, Json(cmd): Json<Command>) -> 
     behave(&state, cmd).await
 }
 
-#[idempotent(key_prefix = "wait", include_body = true, on_conflict = "wait", max_wait = "10s")]
+#[idempotent(
+    key_prefix = "wait",
+    include_body = true,
+    on_conflict = "wait",
+    max_wait = "10s"
+)]
 async fn waiting(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
     behave(&state, cmd).await
 }
@@ -171,7 +176,10 @@ async fn new_key_runs_once_and_retries_replay_the_stored_response() {
         assert_eq!(retry.headers()["idempotent-replayed"], "true");
         assert_eq!(retry.headers()["location"], "/orders/1");
         assert_eq!(retry.headers()["content-type"], "application/json");
-        assert!(retry.headers().get("set-cookie").is_none(), "Set-Cookie is never replayed");
+        assert!(
+            retry.headers().get("set-cookie").is_none(),
+            "Set-Cookie is never replayed"
+        );
         assert!(retry.headers().get("x-not-replayed").is_none());
         assert_eq!(json_of(retry).await, first_body);
     }
@@ -213,7 +221,12 @@ async fn json_whitespace_does_not_change_the_fingerprint() {
 #[tokio::test]
 async fn same_key_with_a_different_body_is_422() {
     let (h, _) = Harness::memory().await;
-    assert_eq!(h.send("/orders", Some("k-2"), json!({"note": "a"})).await.status(), 201);
+    assert_eq!(
+        h.send("/orders", Some("k-2"), json!({"note": "a"}))
+            .await
+            .status(),
+        201
+    );
     let reused = h.send("/orders", Some("k-2"), json!({"note": "b"})).await;
     let (status, code, detail) = problem_code(reused).await;
     assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
@@ -229,10 +242,16 @@ async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing() {
     let (h, store) = Harness::memory().await;
     let (status, code, detail) = problem_code(h.send("/orders", None, json!({})).await).await;
     assert_eq!((status, code.as_str()), (400, "idempotency_key_missing"));
-    assert_eq!(detail, "Missing required idempotency header: Idempotency-Key");
+    assert_eq!(
+        detail,
+        "Missing required idempotency header: Idempotency-Key"
+    );
 
     let (_, _, detail) = problem_code(h.send("/billing", None, json!({})).await).await;
-    assert_eq!(detail, "Missing required idempotency header: X-Idempotency-Key");
+    assert_eq!(
+        detail,
+        "Missing required idempotency header: X-Idempotency-Key"
+    );
     assert_eq!(h.runs(), 0);
     assert!(store.is_empty());
 }
@@ -248,7 +267,10 @@ async fn configured_header_name_is_the_one_read() {
             .send()
     };
     assert_eq!(send().await.unwrap().status(), 201);
-    assert_eq!(send().await.unwrap().headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        send().await.unwrap().headers()["idempotent-replayed"],
+        "true"
+    );
     assert_eq!(h.runs(), 1);
 }
 
@@ -305,12 +327,25 @@ async fn malformed_keys_are_400_and_run_nothing() {
 async fn a_quoted_key_is_the_bare_key() {
     let (h, store) = Harness::memory().await;
     let max = "q".repeat(255);
-    assert_eq!(h.send("/orders", Some("\"abc\""), json!({})).await.status(), 201);
+    assert_eq!(
+        h.send("/orders", Some("\"abc\""), json!({})).await.status(),
+        201
+    );
     let bare = h.send("/orders", Some("abc"), json!({})).await;
     assert_eq!(bare.headers()["idempotent-replayed"], "true");
-    assert_eq!(h.send("/orders", Some(r#""a\"b\\c""#), json!({})).await.status(), 201);
+    assert_eq!(
+        h.send("/orders", Some(r#""a\"b\\c""#), json!({}))
+            .await
+            .status(),
+        201
+    );
     assert!(store.get(r#"idempotency:orders:a"b\c"#).is_some());
-    assert_eq!(h.send("/orders", Some(&format!("\"{max}\"")), json!({})).await.status(), 201);
+    assert_eq!(
+        h.send("/orders", Some(&format!("\"{max}\"")), json!({}))
+            .await
+            .status(),
+        201
+    );
     assert_eq!(h.runs(), 3);
 }
 
@@ -348,7 +383,10 @@ async fn a_panicking_handler_is_500_and_releases_the_key() {
     let (h, store) = Harness::memory().await;
     let (status, code, _) =
         problem_code(h.send("/orders", Some("k-5"), json!({"panic": true})).await).await;
-    assert_eq!((status, code.as_str()), (500, "idempotency_handler_panicked"));
+    assert_eq!(
+        (status, code.as_str()),
+        (500, "idempotency_handler_panicked")
+    );
     assert!(store.get("idempotency:orders:k-5").is_none());
     // The same request runs again (and panics again), proving the key was released.
     let again = h.send("/orders", Some("k-5"), json!({"panic": true})).await;
@@ -364,27 +402,38 @@ async fn thirty_two_concurrent_requests_run_the_handler_exactly_once() {
     for _ in 0..32 {
         let h = h.clone();
         requests.spawn(async move {
-            let response = h.send("/orders", Some("storm"), json!({"hold": true})).await;
+            let response = h
+                .send("/orders", Some("storm"), json!({"hold": true}))
+                .await;
             let status = response.status().as_u16();
             let retry_after = response.headers().get("retry-after").cloned();
-            (status, retry_after, response.text().await.unwrap_or_default())
+            (
+                status,
+                retry_after,
+                response.text().await.unwrap_or_default(),
+            )
         });
     }
     // While the one handler is held, every other request must come back 409.
     let mut conflicts = 0;
     while conflicts < 31 {
-        let (status, retry_after, body) = tokio::time::timeout(Duration::from_secs(10), requests.join_next())
-            .await
-            .expect("31 requests should be answered while the handler is held")
-            .expect("a request")
-            .expect("a request task");
+        let (status, retry_after, body) =
+            tokio::time::timeout(Duration::from_secs(10), requests.join_next())
+                .await
+                .expect("31 requests should be answered while the handler is held")
+                .expect("a request")
+                .expect("a request task");
         assert_eq!(status, 409, "{body}");
         assert!(retry_after.is_some(), "409 carries Retry-After");
         assert!(body.contains("idempotency_request_in_progress"));
         conflicts += 1;
     }
     h.state.probe.open(1);
-    let (status, _, _) = requests.join_next().await.expect("the first").expect("task");
+    let (status, _, _) = requests
+        .join_next()
+        .await
+        .expect("the first")
+        .expect("task");
     assert_eq!(status, 201);
     assert_eq!(h.runs(), 1);
 }
@@ -395,10 +444,18 @@ async fn in_progress_with_a_different_body_is_422() {
     let h = Arc::new(h);
     let first = {
         let h = h.clone();
-        tokio::spawn(async move { h.send("/orders", Some("k-6"), json!({"hold": true})).await.status() })
+        tokio::spawn(async move {
+            h.send("/orders", Some("k-6"), json!({"hold": true}))
+                .await
+                .status()
+        })
     };
     h.state.probe.wait_started().await;
-    let (status, code, _) = problem_code(h.send("/orders", Some("k-6"), json!({"note": "other"})).await).await;
+    let (status, code, _) = problem_code(
+        h.send("/orders", Some("k-6"), json!({"note": "other"}))
+            .await,
+    )
+    .await;
     assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
     h.state.probe.open(1);
     assert_eq!(first.await.unwrap(), 201);
@@ -417,9 +474,16 @@ async fn a_client_that_disconnects_does_not_cut_the_handler_short() {
     request.abort();
     assert!(request.await.is_err(), "the client went away");
     h.state.probe.open(1);
-    eventually("the detached handler's response is stored", Duration::from_secs(10), || async {
-        matches!(store.get("idempotency:orders:k-7"), Some(Record::Completed(_)))
-    })
+    eventually(
+        "the detached handler's response is stored",
+        Duration::from_secs(10),
+        || async {
+            matches!(
+                store.get("idempotency:orders:k-7"),
+                Some(Record::Completed(_))
+            )
+        },
+    )
     .await;
     let retry = h.send("/orders", Some("k-7"), json!({"hold": true})).await;
     assert_eq!(retry.status(), 201);
@@ -431,24 +495,31 @@ async fn a_client_that_disconnects_does_not_cut_the_handler_short() {
 async fn a_record_without_fingerprint_replays_whatever_the_body() {
     let (h, store) = Harness::memory().await;
     // Written with include_body = false: any body replays.
-    assert_eq!(h.send("/unhashed", Some("u-1"), json!({"note": "a"})).await.status(), 201);
+    assert_eq!(
+        h.send("/unhashed", Some("u-1"), json!({"note": "a"}))
+            .await
+            .status(),
+        201
+    );
     let other = h.send("/unhashed", Some("u-1"), json!({"note": "b"})).await;
     assert_eq!(other.headers()["idempotent-replayed"], "true");
     assert_eq!(h.runs(), 1);
 
     // Written by Spring without includeBody (no fingerprint, no headers): replayed as JSON.
-    let spring = StoredResponse::new(
-        StatusCode::OK,
-        None,
-        bytes_of(r#"{"from":"spring"}"#),
-        None,
-    );
+    let spring = StoredResponse::new(StatusCode::OK, None, bytes_of(r#"{"from":"spring"}"#), None);
     let fence = store
-        .complete("idempotency:orders:spring-1", &Token::generate(), &spring, Duration::from_secs(60))
+        .complete(
+            "idempotency:orders:spring-1",
+            &Token::generate(),
+            &spring,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert_eq!(fence, Fence::Applied);
-    let replayed = h.send("/orders", Some("spring-1"), json!({"note": "anything"})).await;
+    let replayed = h
+        .send("/orders", Some("spring-1"), json!({"note": "anything"}))
+        .await;
     assert_eq!(replayed.status(), 200);
     assert_eq!(replayed.headers()["content-type"], "application/json");
     assert_eq!(replayed.headers()["idempotent-replayed"], "true");
@@ -472,9 +543,8 @@ async fn body_over_the_limit_is_413_after_the_key_check() {
     let (status, code, _) = problem_code(h.send("/orders", Some("big"), big.clone()).await).await;
     assert_eq!((status, code.as_str()), (413, "idempotency_body_too_large"));
     // Chunked, without Content-Length.
-    let chunks = futures_util::stream::iter(
-        (0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 512])),
-    );
+    let chunks =
+        futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 512])));
     let streamed = h
         .http
         .post(h.server.url("/orders"))
@@ -496,9 +566,17 @@ async fn a_response_over_the_storage_limit_is_returned_but_not_stored() {
     let h = Harness::new(idem.clone()).await;
     let first = h.send("/orders", Some("huge"), json!({"pad": 1000})).await;
     assert_eq!(first.status(), 201);
-    assert_eq!(json_of(first).await["pad"].as_str().map(str::len), Some(1000));
+    assert_eq!(
+        json_of(first).await["pad"].as_str().map(str::len),
+        Some(1000)
+    );
     assert!(store.get("idempotency:orders:huge").is_none());
-    assert_eq!(h.send("/orders", Some("huge"), json!({"pad": 1000})).await.status(), 201);
+    assert_eq!(
+        h.send("/orders", Some("huge"), json!({"pad": 1000}))
+            .await
+            .status(),
+        201
+    );
     assert_eq!(h.runs(), 2);
     assert_eq!(idem.metrics().oversized_responses, 2);
 }
@@ -552,17 +630,25 @@ async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced() {
     let h = Arc::new(Harness::new(idem.clone()).await);
     let first = {
         let h = h.clone();
-        tokio::spawn(async move { json_of(h.send("/short", Some("t-1"), json!({"hold": true})).await).await })
+        tokio::spawn(async move {
+            json_of(h.send("/short", Some("t-1"), json!({"hold": true})).await).await
+        })
     };
     h.state.probe.wait_started().await;
     // The PROCESSING record lives for lock_ttl (300ms); outlive it.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = {
         let h = h.clone();
-        tokio::spawn(async move { json_of(h.send("/short", Some("t-1"), json!({"hold": true})).await).await })
+        tokio::spawn(async move {
+            json_of(h.send("/short", Some("t-1"), json!({"hold": true})).await).await
+        })
     };
     h.state.probe.wait_started().await;
-    assert_eq!(h.runs(), 2, "the second request took over the dead owner's key");
+    assert_eq!(
+        h.runs(),
+        2,
+        "the second request took over the dead owner's key"
+    );
     // The old owner finishes first: its completion is refused by the fence.
     h.state.probe.open(1);
     let old = first.await.unwrap();
@@ -591,17 +677,26 @@ async fn waiting_duplicates_replay_the_first_response() {
         let h = h.clone();
         tokio::spawn(async move {
             let r = h.send("/wait", Some("w-1"), json!({"hold": true})).await;
-            (r.status(), r.headers().get("idempotent-replayed").cloned(), json_of(r).await)
+            (
+                r.status(),
+                r.headers().get("idempotent-replayed").cloned(),
+                json_of(r).await,
+            )
         })
     };
-    eventually("the duplicate is waiting", Duration::from_secs(10), || async {
-        idem.metrics().waits == 1
-    })
+    eventually(
+        "the duplicate is waiting",
+        Duration::from_secs(10),
+        || async { idem.metrics().waits == 1 },
+    )
     .await;
     h.state.probe.open(1);
     let (status, body) = first.await.unwrap();
     let (dup_status, replayed, dup_body) = duplicate.await.unwrap();
-    assert_eq!((status, dup_status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(
+        (status, dup_status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
     assert_eq!(replayed.as_ref().map(|v| v.as_bytes()), Some(&b"true"[..]));
     assert_eq!(body, dup_body);
     assert_eq!(h.runs(), 1);
@@ -613,11 +708,18 @@ async fn a_wait_that_runs_out_is_409() {
     let h = Arc::new(h);
     let first = {
         let h = h.clone();
-        tokio::spawn(async move { h.send("/impatient", Some("w-2"), json!({"hold": true})).await.status() })
+        tokio::spawn(async move {
+            h.send("/impatient", Some("w-2"), json!({"hold": true}))
+                .await
+                .status()
+        })
     };
     h.state.probe.wait_started().await;
     let (status, code, _) = problem_code(h.send("/impatient", Some("w-2"), json!({})).await).await;
-    assert_eq!((status, code.as_str()), (409, "idempotency_request_in_progress"));
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "idempotency_request_in_progress")
+    );
     h.state.probe.open(1);
     assert_eq!(first.await.unwrap(), 201);
     assert_eq!(h.runs(), 1);
@@ -650,7 +752,13 @@ impl IdempotencyStore for FaultyStore {
         self.fault().await?;
         self.inner.claim(key, claim).await
     }
-    async fn complete(&self, key: &str, token: &Token, response: &StoredResponse, ttl: Duration) -> Result<Fence, StoreError> {
+    async fn complete(
+        &self,
+        key: &str,
+        token: &Token,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Fence, StoreError> {
         self.fault().await?;
         self.inner.complete(key, token, response, ttl).await
     }
@@ -676,17 +784,29 @@ async fn store_outage_fails_open_or_closed_per_route() {
         let refused = h.send("/closed", Some("c-1"), json!({})).await;
         assert!(refused.headers().get("retry-after").is_some());
         let (status, code, _) = problem_code(refused).await;
-        assert_eq!((status, code.as_str()), (503, "idempotency_store_unavailable"));
+        assert_eq!(
+            (status, code.as_str()),
+            (503, "idempotency_store_unavailable")
+        );
         assert_eq!(h.runs(), before + 1);
     }
-    assert!(store.inner.is_empty(), "nothing is written during an outage");
+    assert!(
+        store.inner.is_empty(),
+        "nothing is written during an outage"
+    );
     let metrics = idem.metrics();
-    assert_eq!((metrics.fail_open_runs, metrics.fail_closed_rejections), (2, 2));
+    assert_eq!(
+        (metrics.fail_open_runs, metrics.fail_closed_rejections),
+        (2, 2)
+    );
     assert!(metrics.store_errors >= 4);
 
     // Back up: idempotency resumes.
     store.mode.store(HEALTHY, Ordering::SeqCst);
-    assert_eq!(h.send("/orders", Some("o-2"), json!({})).await.status(), 201);
+    assert_eq!(
+        h.send("/orders", Some("o-2"), json!({})).await.status(),
+        201
+    );
     let replay = h.send("/orders", Some("o-2"), json!({})).await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 }

@@ -6,7 +6,7 @@
 //! its extractors applied, exactly as axum would have applied them. Because it is still one
 //! argument implementing `FromRequest`, the result is an axum handler, routed as before.
 
-use proc_macro2::{Ident, Literal, Span, TokenStream};
+use proc_macro2::{Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{GenericParam, ReturnType};
@@ -50,10 +50,12 @@ pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
     // an extractor is reported there.
     let last = arg_types.len().saturating_sub(1);
     let extractor_bounds = arg_types.iter().enumerate().map(|(i, ty)| {
+        let span = ty.span();
+        let private = respan(&private, span);
         if i == last {
-            quote_spanned!(ty.span()=> #ty: #private::FromRequest<#state, #marker>,)
+            quote_spanned!(span=> #ty: #private::FromRequest<#state, #marker>,)
         } else {
-            quote_spanned!(ty.span()=> #ty: #private::FromRequestParts<#state>,)
+            quote_spanned!(span=> #ty: #private::FromRequestParts<#state>,)
         }
     });
     let args: Vec<Ident> = (0..arg_types.len())
@@ -74,10 +76,17 @@ pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
         })
         .collect();
     let turbofish = (!turbofish_params.is_empty()).then(|| quote!(::<#(#turbofish_params),*>));
-    let call = quote!(#name #turbofish(#(#args),*).await);
+    // Spanned at the return type, so that one that is not a response is reported there.
     let respond = match &sig.output {
-        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> #private::IntoResponse::into_response(#call)),
-        ReturnType::Default => quote!(#private::IntoResponse::into_response(#call)),
+        ReturnType::Type(_, ty) => {
+            let span = ty.span();
+            let private = respan(&private, span);
+            let callee = respan(&quote!(#name #turbofish), span);
+            quote_spanned!(span=> #private::IntoResponse::into_response(#callee(#(#args),*).await))
+        }
+        ReturnType::Default => {
+            quote!(#private::IntoResponse::into_response(#name #turbofish(#(#args),*).await))
+        }
     };
 
     let options = options_value(&private, options);
@@ -108,6 +117,24 @@ pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
             )
         }
     }
+}
+
+/// `tokens` with every span set to `span`, so that a diagnostic about them points there.
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut respanned = Group::new(group.delimiter(), respan(&group.stream(), span));
+                respanned.set_span(span);
+                token = TokenTree::Group(respanned);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 /// The statements that run the extractors on `__req`, binding `args`; a rejection is
@@ -235,19 +262,30 @@ mod tests {
             ":: idempotent_runtime :: __private :: Options :: new (\"orders\" , :: idempotent_runtime :: __private :: HeaderName :: from_static (\"idempotency-key\") , :: core :: time :: Duration :: from_millis (86400000) , :: core :: time :: Duration :: from_millis (60000) , true , true , true , :: core :: option :: Option :: None ,)",
             "create_order (__arg0 , __arg1) . await",
         ] {
-            assert!(expanded.contains(expected), "{expected}\n\nnot in\n\n{expanded}");
+            assert!(
+                expanded.contains(expected),
+                "{expected}\n\nnot in\n\n{expanded}"
+            );
         }
     }
 
     #[test]
     fn no_arguments() {
-        let expanded = expand_str(quote!(crate = "idem", on_conflict = "wait"), quote!(async fn ping() {}));
+        let expanded = expand_str(
+            quote!(crate = "idem", on_conflict = "wait"),
+            quote!(
+                async fn ping() {}
+            ),
+        );
         for expected in [
             "fn ping < __IdemS , > (__idempotent_input : idem :: __private :: Input < __IdemS , () > ,)",
             ":: core :: option :: Option :: Some (:: core :: time :: Duration :: from_millis (10000))",
             "ping () . await",
         ] {
-            assert!(expanded.contains(expected), "{expected}\n\nnot in\n\n{expanded}");
+            assert!(
+                expanded.contains(expected),
+                "{expected}\n\nnot in\n\n{expanded}"
+            );
         }
         assert!(!expanded.contains("__IdemM"), "{expanded}");
     }
@@ -267,7 +305,10 @@ mod tests {
             "where R : Clone , __IdemS :",
             "get :: < R , N > (__arg0) . await",
         ] {
-            assert!(expanded.contains(expected), "{expected}\n\nnot in\n\n{expanded}");
+            assert!(
+                expanded.contains(expected),
+                "{expected}\n\nnot in\n\n{expanded}"
+            );
         }
     }
 }

@@ -151,16 +151,19 @@ fn find_impl_trait(ty: &Type) -> Option<&Type> {
             .iter()
             .find_map(|qself| find_impl_trait(&qself.ty))
             .or_else(|| {
-                path.path.segments.iter().find_map(|segment| match &segment.arguments {
-                    PathArguments::AngleBracketed(generics) => {
-                        generics.args.iter().find_map(|arg| match arg {
-                            GenericArgument::Type(ty) => find_impl_trait(ty),
-                            GenericArgument::AssocType(assoc) => find_impl_trait(&assoc.ty),
-                            _ => None,
-                        })
-                    }
-                    _ => None,
-                })
+                path.path
+                    .segments
+                    .iter()
+                    .find_map(|segment| match &segment.arguments {
+                        PathArguments::AngleBracketed(generics) => {
+                            generics.args.iter().find_map(|arg| match arg {
+                                GenericArgument::Type(ty) => find_impl_trait(ty),
+                                GenericArgument::AssocType(assoc) => find_impl_trait(&assoc.ty),
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    })
             }),
         _ => None,
     }
@@ -199,7 +202,10 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(&handler.outer_attrs), ["doc", "cfg"]);
-        assert_eq!(names(&handler.inner_attrs), ["tracing :: instrument", "allow"]);
+        assert_eq!(
+            names(&handler.inner_attrs),
+            ["tracing :: instrument", "allow"]
+        );
         assert_eq!(handler.sig.ident, "create_order");
         let types: Vec<String> = handler
             .arg_types
@@ -212,14 +218,21 @@ mod tests {
     #[test]
     fn requires_async() {
         assert_eq!(
-            errors(quote!(fn f() {})),
+            errors(quote!(
+                fn f() {}
+            )),
             ["`#[idempotent]` requires an `async fn`: add `async` before `fn`"]
         );
     }
 
     #[test]
     fn rejects_methods() {
-        for receiver in [quote!(self), quote!(&self), quote!(&mut self), quote!(self: Arc<Self>)] {
+        for receiver in [
+            quote!(self),
+            quote!(&self),
+            quote!(&mut self),
+            quote!(self: Arc<Self>),
+        ] {
             let errors = errors(quote!(async fn f(#receiver, Json(x): Json<u32>) {}));
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert!(errors[0].contains("cannot be applied to a method taking `self`"));
@@ -229,10 +242,16 @@ mod tests {
     #[test]
     fn rejects_non_functions() {
         for item in [
-            quote!(struct Order;),
+            quote!(
+                struct Order;
+            ),
             quote!(impl Order {}),
-            quote!(mod orders {}),
-            quote!(async fn declared_only();),
+            quote!(
+                mod orders {}
+            ),
+            quote!(
+                async fn declared_only();
+            ),
             quote!(),
         ] {
             assert_eq!(
@@ -254,12 +273,19 @@ mod tests {
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert!(errors[0].starts_with("`impl Trait` argument types are not supported"));
         }
-        assert!(parse(quote!(async fn f(x: Json<Box<dyn Send>>) -> impl IntoResponse {})).is_ok());
+        assert!(
+            parse(quote!(
+                async fn f(x: Json<Box<dyn Send>>) -> impl IntoResponse {}
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
     fn reports_every_problem() {
-        let errors = errors(quote!(unsafe extern "C" fn f(&self, x: impl Send) {}));
+        let errors = errors(quote!(
+            unsafe extern "C" fn f(&self, x: impl Send) {}
+        ));
         assert_eq!(errors.len(), 5, "{errors:?}");
     }
 }

@@ -1,8 +1,9 @@
 //! The attribute's arguments, parsed and validated into one [`Options`] value.
 //!
-//! Parsing is in two steps: [`Args`] reads `name = value` pairs (the syntax), then
-//! [`Options::build`] checks every value and the rules between options (the meaning). Both
-//! steps keep going after a mistake, so a single compile reports every bad option.
+//! Parsing is in two steps: [`Args`] reads the `name = value` pairs and checks each value on its
+//! own, as it is read; then [`Args::build`] applies the defaults and checks the rules between
+//! options. Neither step stops at a mistake, so a single compile reports every bad option, in
+//! the order they are written.
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
@@ -94,60 +95,67 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
     Args::parse.parse2(args)?.build()
 }
 
-/// One option as written: its keyword and its value, not yet checked.
-struct Arg<K> {
+/// An option as written: its keyword, and its value if the value is valid.
+struct Setting<K, T> {
     keyword: K,
-    value: Expr,
+    value: Option<T>,
 }
 
-/// The options as written, each at most once.
+/// The options as written, each at most once, each value checked on its own.
 #[derive(Default)]
 struct Args {
-    key_prefix: Option<Arg<kw::key_prefix>>,
-    ttl: Option<Arg<kw::ttl>>,
-    time_unit: Option<Arg<kw::time_unit>>,
-    include_body: Option<Arg<kw::include_body>>,
-    mandatory: Option<Arg<kw::mandatory>>,
-    header: Option<Arg<kw::header>>,
-    lock_ttl: Option<Arg<kw::lock_ttl>>,
-    fail_open: Option<Arg<kw::fail_open>>,
-    on_conflict: Option<Arg<kw::on_conflict>>,
-    max_wait: Option<Arg<kw::max_wait>>,
-    krate: Option<Arg<Token![crate]>>,
-    /// Unknown and duplicate options: reported, but they do not stop the parsing.
+    key_prefix: Option<Setting<kw::key_prefix, String>>,
+    ttl: Option<Setting<kw::ttl, Ttl>>,
+    time_unit: Option<Setting<kw::time_unit, u64>>,
+    include_body: Option<Setting<kw::include_body, bool>>,
+    mandatory: Option<Setting<kw::mandatory, bool>>,
+    header: Option<Setting<kw::header, String>>,
+    lock_ttl: Option<Setting<kw::lock_ttl, Millis>>,
+    fail_open: Option<Setting<kw::fail_open, bool>>,
+    on_conflict: Option<Setting<kw::on_conflict, bool>>,
+    max_wait: Option<Setting<kw::max_wait, Millis>>,
+    krate: Option<Setting<Token![crate], syn::Path>>,
+    /// Every mistake found so far; none of them stops the parsing.
     errors: Errors,
+}
+
+/// A `ttl` as written: a duration string, or an integer to be read in `time_unit`s.
+enum Ttl {
+    Duration(Millis),
+    Count(u64, Span),
 }
 
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Self::default();
+        let errors = &mut args.errors;
         while !input.is_empty() {
             let lookahead = input.lookahead1();
             if lookahead.peek(kw::key_prefix) {
-                assign(input, &mut args.key_prefix, &mut args.errors)?;
+                assign(input, &mut args.key_prefix, errors, key_prefix)?;
             } else if lookahead.peek(kw::ttl) {
-                assign(input, &mut args.ttl, &mut args.errors)?;
+                assign(input, &mut args.ttl, errors, ttl)?;
             } else if lookahead.peek(kw::time_unit) {
-                assign(input, &mut args.time_unit, &mut args.errors)?;
+                assign(input, &mut args.time_unit, errors, time_unit)?;
             } else if lookahead.peek(kw::include_body) {
-                assign(input, &mut args.include_body, &mut args.errors)?;
+                assign(input, &mut args.include_body, errors, boolean)?;
             } else if lookahead.peek(kw::mandatory) {
-                assign(input, &mut args.mandatory, &mut args.errors)?;
+                assign(input, &mut args.mandatory, errors, boolean)?;
             } else if lookahead.peek(kw::header) {
-                assign(input, &mut args.header, &mut args.errors)?;
+                assign(input, &mut args.header, errors, header)?;
             } else if lookahead.peek(kw::lock_ttl) {
-                assign(input, &mut args.lock_ttl, &mut args.errors)?;
+                assign(input, &mut args.lock_ttl, errors, duration_string)?;
             } else if lookahead.peek(kw::fail_open) {
-                assign(input, &mut args.fail_open, &mut args.errors)?;
+                assign(input, &mut args.fail_open, errors, boolean)?;
             } else if lookahead.peek(kw::on_conflict) {
-                assign(input, &mut args.on_conflict, &mut args.errors)?;
+                assign(input, &mut args.on_conflict, errors, on_conflict_waits)?;
             } else if lookahead.peek(kw::max_wait) {
-                assign(input, &mut args.max_wait, &mut args.errors)?;
+                assign(input, &mut args.max_wait, errors, duration_string)?;
             } else if lookahead.peek(Token![crate]) {
-                assign(input, &mut args.krate, &mut args.errors)?;
+                assign(input, &mut args.krate, errors, crate_path)?;
             } else if input.peek(Ident::peek_any) {
                 let name = input.call(Ident::parse_any)?;
-                args.errors.push(unknown_option(&name));
+                errors.push(unknown_option(&name));
                 skip_value(input)?;
             } else {
                 return Err(lookahead.error());
@@ -161,18 +169,20 @@ impl Parse for Args {
     }
 }
 
-/// Parses `keyword = value` into `slot`; a second occurrence of the keyword is an error,
-/// spanned at the second keyword and named after it.
-fn assign<K: Parse + ToTokens>(
+/// Parses `keyword = value` into `slot`, checking the value with `check`. The option's name
+/// in messages is its keyword as written; a second occurrence is an error at the second
+/// keyword.
+fn assign<K: Parse + ToTokens, T>(
     input: ParseStream<'_>,
-    slot: &mut Option<Arg<K>>,
+    slot: &mut Option<Setting<K, T>>,
     errors: &mut Errors,
+    check: fn(&str, &Expr) -> syn::Result<T>,
 ) -> syn::Result<()> {
     let keyword: K = input.parse()?;
     let name = keyword.to_token_stream().to_string();
     if !input.peek(Token![=]) {
-        return Err(syn::Error::new(
-            input.span(),
+        return Err(syn::Error::new_spanned(
+            keyword,
             format!("expected `=` after `{name}`, as in `{name} = ...`"),
         ));
     }
@@ -184,7 +194,8 @@ fn assign<K: Parse + ToTokens>(
             format!("`{name}` specified more than once"),
         ));
     } else {
-        *slot = Some(Arg { keyword, value });
+        let value = errors.take(check(&name, &value));
+        *slot = Some(Setting { keyword, value });
     }
     Ok(())
 }
@@ -204,7 +215,9 @@ fn unknown_option(name: &Ident) -> syn::Error {
     let written = name.unraw().to_string();
     let snake = to_snake_case(&written);
     let message = if snake != written && OPTION_NAMES.contains(&snake.as_str()) {
-        format!("unknown option `{written}`; did you mean `{snake}`? options are written in snake_case")
+        format!(
+            "unknown option `{written}`; did you mean `{snake}`? options are written in snake_case"
+        )
     } else if let Some(close) = closest(&snake, OPTION_NAMES.iter().copied()) {
         format!("unknown option `{written}`; did you mean `{close}`?")
     } else {
@@ -280,114 +293,107 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 impl Args {
-    /// Checks every value and the rules between options.
+    /// Applies the defaults and checks the rules between options.
     fn build(self) -> syn::Result<Options> {
         let mut errors = self.errors;
-
-        let key_prefix = self
-            .key_prefix
-            .and_then(|arg| errors.take(key_prefix(&arg)))
-            .unwrap_or_default();
-        let header = self
-            .header
-            .and_then(|arg| errors.take(header(&arg)))
-            .unwrap_or_else(|| DEFAULT_HEADER.to_owned());
         let ttl = errors
-            .take(ttl(self.ttl.as_ref(), self.time_unit.as_ref()))
+            .take(ttl_millis(self.ttl, self.time_unit))
             .unwrap_or(DEFAULT_TTL);
-        let lock_ttl = self
-            .lock_ttl
-            .and_then(|arg| errors.take(duration_string(&arg)))
-            .unwrap_or(DEFAULT_LOCK_TTL);
-        let include_body = self
-            .include_body
-            .and_then(|arg| errors.take(boolean(&arg)))
-            .unwrap_or(false);
-        let mandatory = self
-            .mandatory
-            .and_then(|arg| errors.take(boolean(&arg)))
-            .unwrap_or(true);
-        let fail_open = self
-            .fail_open
-            .and_then(|arg| errors.take(boolean(&arg)))
-            .unwrap_or(true);
-        let wait = self
-            .on_conflict
-            .and_then(|arg| errors.take(on_conflict_waits(&arg)))
-            .unwrap_or(false);
+        let wait = value_or(self.on_conflict, false);
         let on_conflict = match (wait, self.max_wait) {
-            (true, max_wait) => OnConflict::Wait(
-                max_wait
-                    .and_then(|arg| errors.take(duration_string(&arg)))
-                    .unwrap_or(DEFAULT_MAX_WAIT),
-            ),
+            (true, max_wait) => OnConflict::Wait(value_or(max_wait, DEFAULT_MAX_WAIT)),
             (false, None) => OnConflict::Reject,
-            (false, Some(arg)) => {
+            (false, Some(max_wait)) => {
                 errors.push(syn::Error::new_spanned(
-                    &arg.keyword,
+                    max_wait.keyword,
                     r#"`max_wait` only applies with `on_conflict = "wait"`"#,
                 ));
                 OnConflict::Reject
             }
         };
-        let krate = match self.krate {
-            Some(arg) => errors.take(crate_path(&arg)),
-            None => None,
-        }
-        .unwrap_or_else(|| syn::parse_quote!(::idempotent_runtime));
-
         errors.finish(Options {
-            key_prefix,
-            header,
+            key_prefix: value_or(self.key_prefix, String::new()),
+            header: value_or(self.header, DEFAULT_HEADER.to_owned()),
             ttl,
-            lock_ttl,
-            include_body,
-            mandatory,
-            fail_open,
+            lock_ttl: value_or(self.lock_ttl, DEFAULT_LOCK_TTL),
+            include_body: value_or(self.include_body, false),
+            mandatory: value_or(self.mandatory, true),
+            fail_open: value_or(self.fail_open, true),
             on_conflict,
-            krate,
+            krate: value_or(self.krate, syn::parse_quote!(::idempotent_runtime)),
         })
     }
 }
 
-/// The option's name, as the user wrote its keyword.
-fn name_of<K: ToTokens>(arg: &Arg<K>) -> String {
-    arg.keyword.to_token_stream().to_string()
+/// The option's valid value, or `default` if it was not given (or was invalid, which has
+/// been reported already).
+fn value_or<K, T>(setting: Option<Setting<K, T>>, default: T) -> T {
+    setting.and_then(|setting| setting.value).unwrap_or(default)
+}
+
+/// `ttl` and `time_unit` together.
+fn ttl_millis(
+    ttl: Option<Setting<kw::ttl, Ttl>>,
+    time_unit: Option<Setting<kw::time_unit, u64>>,
+) -> syn::Result<Millis> {
+    match (ttl.map(|ttl| ttl.value), time_unit) {
+        (None, None) => Ok(DEFAULT_TTL),
+        (None, Some(unit)) => Err(syn::Error::new_spanned(
+            unit.keyword,
+            r#"`time_unit` needs an integer `ttl`, e.g. `ttl = 24, time_unit = "HOURS"`"#,
+        )),
+        (Some(Some(Ttl::Duration(_))), Some(unit)) => Err(syn::Error::new_spanned(
+            unit.keyword,
+            r#"`time_unit` applies to an integer `ttl` only, e.g. `ttl = 24, time_unit = "HOURS"`; a duration string such as `ttl = "24h"` carries its own unit"#,
+        )),
+        (Some(Some(Ttl::Duration(millis))), None) => Ok(millis),
+        (Some(Some(Ttl::Count(count, span))), unit) => {
+            match unit.map_or(Some(NANOS_PER_SECOND), |unit| unit.value) {
+                Some(unit_nanos) => {
+                    to_millis("ttl", span, u128::from(count) * u128::from(unit_nanos))
+                }
+                // An invalid `time_unit`, already reported.
+                None => Ok(DEFAULT_TTL),
+            }
+        }
+        // An invalid `ttl`, already reported.
+        (Some(None), _) => Ok(DEFAULT_TTL),
+    }
 }
 
 /// The value if it is a literal.
-fn literal<K>(arg: &Arg<K>) -> Option<&Lit> {
-    match &arg.value {
+fn literal(value: &Expr) -> Option<&Lit> {
+    match value {
         Expr::Lit(ExprLit { lit, .. }) => Some(lit),
         _ => None,
     }
 }
 
 /// The value if it is a string literal, an error that says what was expected otherwise.
-fn string<'a, K: ToTokens>(arg: &'a Arg<K>, expected: &str) -> syn::Result<&'a LitStr> {
-    match literal(arg) {
+fn string<'a>(name: &str, value: &'a Expr, expected: &str) -> syn::Result<&'a LitStr> {
+    match literal(value) {
         Some(Lit::Str(lit)) => Ok(lit),
         _ => Err(syn::Error::new_spanned(
-            &arg.value,
-            format!("`{}` expects {expected}", name_of(arg)),
+            value,
+            format!("`{name}` expects {expected}"),
         )),
     }
 }
 
 /// A `true` or `false` option.
-fn boolean<K: ToTokens>(arg: &Arg<K>) -> syn::Result<bool> {
-    match literal(arg) {
+fn boolean(name: &str, value: &Expr) -> syn::Result<bool> {
+    match literal(value) {
         Some(Lit::Bool(lit)) => Ok(lit.value()),
         _ => Err(syn::Error::new_spanned(
-            &arg.value,
-            format!("`{}` expects a boolean: `true` or `false`", name_of(arg)),
+            value,
+            format!("`{name}` expects a boolean: `true` or `false`"),
         )),
     }
 }
 
 /// `key_prefix`: a string that cannot break the store key `idempotency:{prefix}:{key}`.
-fn key_prefix(arg: &Arg<kw::key_prefix>) -> syn::Result<String> {
-    let lit = string(arg, r#"a string, e.g. `key_prefix = "orders"`"#)?;
+fn key_prefix(name: &str, value: &Expr) -> syn::Result<String> {
+    let lit = string(name, value, r#"a string, e.g. `key_prefix = "orders"`"#)?;
     let prefix = lit.value();
     let message = if let Some(c) = prefix.chars().find(|c| matches!(c, ':' | '|')) {
         format!(
@@ -402,36 +408,33 @@ fn key_prefix(arg: &Arg<kw::key_prefix>) -> syn::Result<String> {
 }
 
 /// `header`: a valid HTTP header name, lowercased.
-fn header(arg: &Arg<kw::header>) -> syn::Result<String> {
+fn header(name: &str, value: &Expr) -> syn::Result<String> {
     let lit = string(
-        arg,
+        name,
+        value,
         r#"a header name as a string, e.g. `header = "X-Idempotency-Key"`"#,
     )?;
-    let value = lit.value();
-    if value.is_empty() {
+    let header = lit.value();
+    if header.is_empty() {
         return Err(syn::Error::new(
             lit.span(),
             r#"`header` must not be empty; the default is "Idempotency-Key""#,
         ));
     }
-    match http::HeaderName::from_bytes(value.as_bytes()) {
-        Ok(name) => Ok(name.as_str().to_owned()),
+    match http::HeaderName::from_bytes(header.as_bytes()) {
+        Ok(header) => Ok(header.as_str().to_owned()),
         Err(_) => Err(syn::Error::new(
             lit.span(),
             format!(
-                "`header` is not a valid HTTP header name: {value:?}; use letters, digits and `!#$%&'*+-.^_`|~`, e.g. \"X-Idempotency-Key\""
+                "`header` is not a valid HTTP header name: {header:?}; use letters, digits and `!#$%&'*+-.^_`|~`, e.g. \"X-Idempotency-Key\""
             ),
         )),
     }
 }
 
 /// `on_conflict`: whether it is `"wait"` (rather than `"reject"`).
-fn on_conflict_waits(arg: &Arg<kw::on_conflict>) -> syn::Result<bool> {
-    const EXPECTED: &str = r#"`on_conflict` expects "reject" or "wait""#;
-    let lit = match literal(arg) {
-        Some(Lit::Str(lit)) => lit,
-        _ => return Err(syn::Error::new_spanned(&arg.value, EXPECTED)),
-    };
+fn on_conflict_waits(name: &str, value: &Expr) -> syn::Result<bool> {
+    let lit = string(name, value, r#""reject" or "wait""#)?;
     match lit.value().as_str() {
         "reject" => Ok(false),
         "wait" => Ok(true),
@@ -448,76 +451,42 @@ fn on_conflict_waits(arg: &Arg<kw::on_conflict>) -> syn::Result<bool> {
 }
 
 /// `crate`: the path of the runtime crate.
-fn crate_path(arg: &Arg<Token![crate]>) -> syn::Result<syn::Path> {
-    const EXPECTED: &str = r#"`crate` expects the path of the runtime crate as a string, e.g. `crate = "idempotent_runtime"`"#;
-    let lit = string(arg, r#"the path of the runtime crate as a string, e.g. `crate = "idempotent_runtime"`"#)?;
+fn crate_path(name: &str, value: &Expr) -> syn::Result<syn::Path> {
+    const EXPECTED: &str =
+        r#"the path of the runtime crate as a string, e.g. `crate = "idempotent_runtime"`"#;
+    let lit = string(name, value, EXPECTED)?;
     lit.parse::<syn::Path>()
-        .map_err(|_| syn::Error::new(lit.span(), EXPECTED))
+        .map_err(|_| syn::Error::new(lit.span(), format!("`{name}` expects {EXPECTED}")))
 }
 
 /// A duration string option (`lock_ttl`, `max_wait`).
-fn duration_string<K: ToTokens>(arg: &Arg<K>) -> syn::Result<Millis> {
-    let name = name_of(arg);
-    match literal(arg) {
-        Some(Lit::Str(lit)) => parse_duration(&name, lit),
-        Some(Lit::Int(lit)) if is_unit_suffix(lit.suffix()) => Err(write_as_string(&name, lit)),
+fn duration_string(name: &str, value: &Expr) -> syn::Result<Millis> {
+    match literal(value) {
+        Some(Lit::Str(lit)) => parse_duration(name, lit),
+        Some(Lit::Int(lit)) if is_unit_suffix(lit.suffix()) => Err(write_as_string(name, lit)),
         _ => Err(syn::Error::new_spanned(
-            &arg.value,
+            value,
             format!("`{name}` expects a duration string: {DURATION_EXAMPLES}"),
         )),
     }
 }
 
-/// `ttl` (a duration string, or an integer in `time_unit`s) and `time_unit` together.
-fn ttl(ttl: Option<&Arg<kw::ttl>>, time_unit: Option<&Arg<kw::time_unit>>) -> syn::Result<Millis> {
-    let Some(ttl) = ttl else {
-        return match time_unit {
-            None => Ok(DEFAULT_TTL),
-            Some(unit) => Err(syn::Error::new_spanned(
-                &unit.keyword,
-                r#"`time_unit` needs an integer `ttl`, e.g. `ttl = 24, time_unit = "HOURS"`"#,
-            )),
-        };
-    };
-    let mut errors = Errors::default();
-    let millis = match literal(ttl) {
-        Some(Lit::Int(lit)) if lit.suffix().is_empty() => {
-            let amount = errors.take(
-                lit.base10_parse::<u64>()
-                    .map_err(|_| too_large("ttl", lit.span())),
-            );
-            let unit = match time_unit {
-                Some(unit) => errors.take(time_unit_nanos(unit)),
-                None => Some(NANOS_PER_SECOND),
-            };
-            amount.zip(unit).and_then(|(amount, unit)| {
-                errors.take(to_millis(
-                    "ttl",
-                    lit.span(),
-                    u128::from(amount) * u128::from(unit),
-                ))
-            })
-        }
-        Some(Lit::Str(lit)) => {
-            if let Some(unit) = time_unit {
-                errors.push(syn::Error::new_spanned(
-                    &unit.keyword,
-                    r#"`time_unit` applies to an integer `ttl` only, e.g. `ttl = 24, time_unit = "HOURS"`; a duration string such as `ttl = "24h"` carries its own unit"#,
-                ));
-            }
-            errors.take(parse_duration("ttl", lit))
-        }
-        Some(Lit::Int(lit)) if is_unit_suffix(lit.suffix()) => {
-            errors.take(Err(write_as_string("ttl", lit)))
-        }
-        _ => errors.take(Err(syn::Error::new_spanned(
-            &ttl.value,
+/// `ttl`: a duration string, or an integer (read in `time_unit`s once both are known).
+fn ttl(name: &str, value: &Expr) -> syn::Result<Ttl> {
+    match literal(value) {
+        Some(Lit::Str(lit)) => parse_duration(name, lit).map(Ttl::Duration),
+        Some(Lit::Int(lit)) if lit.suffix().is_empty() => match lit.base10_parse::<u64>() {
+            Ok(count) => Ok(Ttl::Count(count, lit.span())),
+            Err(_) => Err(too_large(name, lit.span())),
+        },
+        Some(Lit::Int(lit)) if is_unit_suffix(lit.suffix()) => Err(write_as_string(name, lit)),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!(
-                r#"`ttl` expects a duration string: {DURATION_EXAMPLES}; or an integer with `time_unit`, e.g. `ttl = 24, time_unit = "HOURS"`"#
+                r#"`{name}` expects a duration string: {DURATION_EXAMPLES}; or an integer with `time_unit`, e.g. `ttl = 24, time_unit = "HOURS"`"#
             ),
-        ))),
-    };
-    errors.finish(millis.unwrap_or(DEFAULT_TTL))
+        )),
+    }
 }
 
 /// Nanoseconds in a second.
@@ -535,34 +504,26 @@ const TIME_UNITS: &[(&str, u64)] = &[
 ];
 
 /// `time_unit`: the unit's length in nanoseconds.
-fn time_unit_nanos(arg: &Arg<kw::time_unit>) -> syn::Result<u64> {
+fn time_unit(name: &str, value: &Expr) -> syn::Result<u64> {
     let names = TIME_UNITS
         .iter()
-        .map(|(name, _)| format!("{name:?}"))
+        .map(|(unit, _)| format!("{unit:?}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let lit = match literal(arg) {
-        Some(Lit::Str(lit)) => lit,
-        _ => {
-            return Err(syn::Error::new_spanned(
-                &arg.value,
-                format!("`time_unit` expects a string, one of {names}"),
-            ));
-        }
-    };
-    let value = lit.value();
+    let lit = string(name, value, &format!("a string, one of {names}"))?;
+    let unit = lit.value();
     if let Some(&(_, nanos)) = TIME_UNITS
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(&value))
+        .find(|(known, _)| known.eq_ignore_ascii_case(&unit))
     {
         return Ok(nanos);
     }
-    let hint = closest(&value, TIME_UNITS.iter().map(|&(name, _)| name))
+    let hint = closest(&unit, TIME_UNITS.iter().map(|&(known, _)| known))
         .map(|close| format!("; did you mean \"{close}\"?"))
         .unwrap_or_default();
     Err(syn::Error::new(
         lit.span(),
-        format!("unknown `time_unit` {value:?}: expected one of {names}{hint}"),
+        format!("unknown `{name}` {unit:?}: expected one of {names}{hint}"),
     ))
 }
 
@@ -578,7 +539,9 @@ fn parse_duration(name: &str, lit: &LitStr) -> syn::Result<Millis> {
         )),
         Err(error) => Err(syn::Error::new(
             lit.span(),
-            format!("`{name}` is not a valid duration: {value:?} ({error}); write e.g. {DURATION_EXAMPLES}"),
+            format!(
+                "`{name}` is not a valid duration: {value:?} ({error}); write e.g. {DURATION_EXAMPLES}"
+            ),
         )),
     }
 }
@@ -608,7 +571,10 @@ fn to_millis(name: &str, span: Span, nanos: u128) -> syn::Result<Millis> {
 fn too_large(name: &str, span: Span) -> syn::Error {
     syn::Error::new(
         span,
-        format!("`{name}` is too large: it must fit in {} milliseconds", u64::MAX),
+        format!(
+            "`{name}` is too large: it must fit in {} milliseconds",
+            u64::MAX
+        ),
     )
 }
 
@@ -665,7 +631,10 @@ mod tests {
         assert!(options.mandatory);
         assert!(options.fail_open);
         assert_eq!(options.on_conflict, OnConflict::Reject);
-        assert_eq!(options.krate.to_token_stream().to_string(), ":: idempotent_runtime");
+        assert_eq!(
+            options.krate.to_token_stream().to_string(),
+            ":: idempotent_runtime"
+        );
     }
 
     #[test]
@@ -697,7 +666,10 @@ mod tests {
     fn wait_defaults_to_ten_seconds() {
         let options = ok(quote!(on_conflict = "wait"));
         assert_eq!(options.on_conflict, OnConflict::Wait(Millis(10_000)));
-        assert_eq!(ok(quote!(on_conflict = "reject")).on_conflict, OnConflict::Reject);
+        assert_eq!(
+            ok(quote!(on_conflict = "reject")).on_conflict,
+            OnConflict::Reject
+        );
     }
 
     #[test]
@@ -717,12 +689,30 @@ mod tests {
 
     #[test]
     fn integer_ttl_with_time_unit() {
-        assert_eq!(ok(quote!(ttl = 24, time_unit = "HOURS")).ttl, Millis(86_400_000));
-        assert_eq!(ok(quote!(ttl = 2, time_unit = "days")).ttl, Millis(172_800_000));
-        assert_eq!(ok(quote!(time_unit = "Minutes", ttl = 3)).ttl, Millis(180_000));
-        assert_eq!(ok(quote!(ttl = 5000, time_unit = "MICROSECONDS")).ttl, Millis(5));
-        assert_eq!(ok(quote!(ttl = 1_000_000, time_unit = "NANOSECONDS")).ttl, Millis(1));
-        assert_eq!(ok(quote!(ttl = 250, time_unit = "MILLISECONDS")).ttl, Millis(250));
+        assert_eq!(
+            ok(quote!(ttl = 24, time_unit = "HOURS")).ttl,
+            Millis(86_400_000)
+        );
+        assert_eq!(
+            ok(quote!(ttl = 2, time_unit = "days")).ttl,
+            Millis(172_800_000)
+        );
+        assert_eq!(
+            ok(quote!(time_unit = "Minutes", ttl = 3)).ttl,
+            Millis(180_000)
+        );
+        assert_eq!(
+            ok(quote!(ttl = 5000, time_unit = "MICROSECONDS")).ttl,
+            Millis(5)
+        );
+        assert_eq!(
+            ok(quote!(ttl = 1_000_000, time_unit = "NANOSECONDS")).ttl,
+            Millis(1)
+        );
+        assert_eq!(
+            ok(quote!(ttl = 250, time_unit = "MILLISECONDS")).ttl,
+            Millis(250)
+        );
         // Without `time_unit`, an integer is in seconds, as in Spring.
         assert_eq!(ok(quote!(ttl = 90)).ttl, Millis(90_000));
     }
@@ -755,11 +745,9 @@ mod tests {
         assert!(error(quote!(prefix = "a")).contains("did you mean `key_prefix`?"));
         assert!(error(quote!(headers = "a")).contains("did you mean `header`?"));
         assert!(error(quote!(mandatroy = true)).contains("did you mean `mandatory`?"));
-        assert!(
-            error(quote!(colour = "red")).starts_with(
-                "unknown option `colour`; expected one of `key_prefix`, `ttl`, `time_unit`,"
-            )
-        );
+        assert!(error(quote!(colour = "red")).starts_with(
+            "unknown option `colour`; expected one of `key_prefix`, `ttl`, `time_unit`,"
+        ));
         // A keyword is an unknown option too.
         assert!(error(quote!(type = "a")).starts_with("unknown option `type`;"));
     }
@@ -833,12 +821,21 @@ mod tests {
     fn bad_durations() {
         assert!(error(quote!(ttl = "forever")).starts_with("`ttl` is not a valid duration"));
         assert!(error(quote!(ttl = "24")).starts_with("`ttl` is not a valid duration"));
-        assert!(error(quote!(lock_ttl = "1 fortnight")).starts_with("`lock_ttl` is not a valid duration"));
+        assert!(
+            error(quote!(lock_ttl = "1 fortnight"))
+                .starts_with("`lock_ttl` is not a valid duration")
+        );
         assert!(error(quote!(ttl = "")).starts_with("`ttl` must not be empty"));
         assert_eq!(error(quote!(ttl = "0s")), "`ttl` must be greater than zero");
         assert_eq!(error(quote!(ttl = 0)), "`ttl` must be greater than zero");
-        assert_eq!(error(quote!(max_wait = "0ms", on_conflict = "wait")), "`max_wait` must be greater than zero");
-        assert_eq!(error(quote!(lock_ttl = "999us")), "`lock_ttl` must be at least 1ms");
+        assert_eq!(
+            error(quote!(max_wait = "0ms", on_conflict = "wait")),
+            "`max_wait` must be greater than zero"
+        );
+        assert_eq!(
+            error(quote!(lock_ttl = "999us")),
+            "`lock_ttl` must be at least 1ms"
+        );
         assert_eq!(
             error(quote!(ttl = 999, time_unit = "MICROSECONDS")),
             "`ttl` must be at least 1ms"
@@ -847,7 +844,10 @@ mod tests {
 
     #[test]
     fn overflowing_durations() {
-        let too_large = format!("`ttl` is too large: it must fit in {} milliseconds", u64::MAX);
+        let too_large = format!(
+            "`ttl` is too large: it must fit in {} milliseconds",
+            u64::MAX
+        );
         assert_eq!(error(quote!(ttl = "100000000000000000000000s")), too_large);
         assert_eq!(error(quote!(ttl = "584942417355y")), too_large);
         assert_eq!(
@@ -855,7 +855,14 @@ mod tests {
             too_large
         );
         assert_eq!(error(quote!(ttl = 100000000000000000000000)), too_large);
-        assert_eq!(ok(quote!(ttl = 18446744073709551615, time_unit = "MILLISECONDS")).ttl, Millis(u64::MAX));
+        assert_eq!(
+            ok(quote!(
+                ttl = 18446744073709551615,
+                time_unit = "MILLISECONDS"
+            ))
+            .ttl,
+            Millis(u64::MAX)
+        );
     }
 
     #[test]
@@ -877,16 +884,30 @@ mod tests {
 
     #[test]
     fn headers() {
-        assert_eq!(ok(quote!(header = "Idempotency-Key")).header, "idempotency-key");
+        assert_eq!(
+            ok(quote!(header = "Idempotency-Key")).header,
+            "idempotency-key"
+        );
         assert!(error(quote!(header = "")).starts_with("`header` must not be empty"));
-        assert!(error(quote!(header = "Idempotency Key")).starts_with("`header` is not a valid HTTP header name"));
-        assert!(error(quote!(header = "key:")).starts_with("`header` is not a valid HTTP header name"));
+        assert!(
+            error(quote!(header = "Idempotency Key"))
+                .starts_with("`header` is not a valid HTTP header name")
+        );
+        assert!(
+            error(quote!(header = "key:")).starts_with("`header` is not a valid HTTP header name")
+        );
     }
 
     #[test]
     fn key_prefixes() {
-        assert_eq!(ok(quote!(key_prefix = "orders-v2.eu_west")).key_prefix, "orders-v2.eu_west");
-        assert!(error(quote!(key_prefix = "orders:v2")).starts_with("`key_prefix` must not contain `:`"));
+        assert_eq!(
+            ok(quote!(key_prefix = "orders-v2.eu_west")).key_prefix,
+            "orders-v2.eu_west"
+        );
+        assert!(
+            error(quote!(key_prefix = "orders:v2"))
+                .starts_with("`key_prefix` must not contain `:`")
+        );
         assert!(error(quote!(key_prefix = "a|b")).starts_with("`key_prefix` must not contain `|`"));
         assert_eq!(
             error(quote!(key_prefix = "my orders")),
@@ -917,7 +938,10 @@ mod tests {
     #[test]
     fn crate_paths() {
         assert_eq!(
-            ok(quote!(crate = "::my::idem")).krate.to_token_stream().to_string(),
+            ok(quote!(crate = "::my::idem"))
+                .krate
+                .to_token_stream()
+                .to_string(),
             ":: my :: idem"
         );
         assert!(error(quote!(crate = "not a path")).starts_with("`crate` expects"));

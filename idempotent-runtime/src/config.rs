@@ -106,7 +106,9 @@ impl Idempotency {
     /// that uses the same server. See [`RedisStore`](crate::store::redis::RedisStore).
     #[cfg(feature = "redis")]
     pub async fn redis(url: &str) -> Result<Self, crate::store::StoreError> {
-        Ok(Self::new(crate::store::redis::RedisStore::connect(url).await?))
+        Ok(Self::new(
+            crate::store::redis::RedisStore::connect(url).await?,
+        ))
     }
 
     /// A Redis Cluster store, given the addresses of some of its nodes. See

@@ -106,14 +106,23 @@ where
     let mut waited = false;
     loop {
         let claim = Claim::new(Token::generate(), fingerprint.clone(), options.lock_ttl);
-        let outcome = tokio::time::timeout(inner.store_timeout, inner.store.claim(&store_key, &claim)).await;
+        let outcome =
+            tokio::time::timeout(inner.store_timeout, inner.store.claim(&store_key, &claim)).await;
         let error = match outcome {
             Ok(Ok(ClaimOutcome::Claimed)) => {
                 let owner = Owner {
                     key: store_key,
                     token: claim.token,
                 };
-                return execute(inner, options, Some((owner, fingerprint)), request, state, handler).await;
+                return execute(
+                    inner,
+                    options,
+                    Some((owner, fingerprint)),
+                    request,
+                    state,
+                    handler,
+                )
+                .await;
             }
             Ok(Ok(ClaimOutcome::Existing(Record::Completed(stored)))) => {
                 if differs(fingerprint.as_deref(), stored.fingerprint.as_deref()) {
@@ -122,7 +131,10 @@ where
                 Metrics::bump(&inner.metrics.replays);
                 return replay(stored);
             }
-            Ok(Ok(ClaimOutcome::Existing(Record::Processing { fingerprint: theirs, .. }))) => {
+            Ok(Ok(ClaimOutcome::Existing(Record::Processing {
+                fingerprint: theirs,
+                ..
+            }))) => {
                 if differs(fingerprint.as_deref(), theirs.as_deref()) {
                     return reused(&inner, &key);
                 }
@@ -147,11 +159,13 @@ where
             Ok(Err(error)) => error,
             Err(_) => {
                 // The claim may still land once the store answers: release it then.
-                release_late_claim(inner.clone(), store_key.clone(), claim.token, options.lock_ttl);
-                StoreError::new(format!(
-                    "claim timed out after {:?}",
-                    inner.store_timeout
-                ))
+                release_late_claim(
+                    inner.clone(),
+                    store_key.clone(),
+                    claim.token,
+                    options.lock_ttl,
+                );
+                StoreError::new(format!("claim timed out after {:?}", inner.store_timeout))
             }
         };
         return outage(inner, options, &error, request, state, handler).await;
@@ -219,11 +233,16 @@ where
         Metrics::bump(&inner.metrics.executions);
     }
     let task = tokio::spawn(async move {
-        let outcome = AssertUnwindSafe(handler(request, state)).catch_unwind().await;
+        let outcome = AssertUnwindSafe(handler(request, state))
+            .catch_unwind()
+            .await;
         let response = match outcome {
             Ok(response) => response,
             Err(_) => {
-                tracing::error!(key_prefix = options.key_prefix, "idempotency: the handler panicked");
+                tracing::error!(
+                    key_prefix = options.key_prefix,
+                    "idempotency: the handler panicked"
+                );
                 if let Some((owner, _)) = owner {
                     release(&inner, &owner).await;
                 }
@@ -290,7 +309,9 @@ async fn complete(
     let stored = StoredResponse::new(parts.status, Some(headers), bytes.clone(), fingerprint);
     let written = tokio::time::timeout(
         inner.store_timeout,
-        inner.store.complete(&owner.key, &owner.token, &stored, options.ttl),
+        inner
+            .store
+            .complete(&owner.key, &owner.token, &stored, options.ttl),
     )
     .await;
     match written {
@@ -310,7 +331,10 @@ async fn complete(
         }
         Err(_) => {
             Metrics::bump(&inner.metrics.store_errors);
-            tracing::warn!(key_prefix = options.key_prefix, "idempotency: storing the response timed out");
+            tracing::warn!(
+                key_prefix = options.key_prefix,
+                "idempotency: storing the response timed out"
+            );
             release(inner, &owner).await;
         }
     }
@@ -320,7 +344,12 @@ async fn complete(
 /// Delete our PROCESSING record so a retry runs again. Best effort: if the store cannot be
 /// reached, the record expires after `lock_ttl`.
 async fn release(inner: &Inner, owner: &Owner) {
-    match tokio::time::timeout(inner.store_timeout, inner.store.release(&owner.key, &owner.token)).await {
+    match tokio::time::timeout(
+        inner.store_timeout,
+        inner.store.release(&owner.key, &owner.token),
+    )
+    .await
+    {
         Ok(Ok(Fence::Applied)) => {}
         Ok(Ok(_)) => {
             Metrics::bump(&inner.metrics.fenced_writes);
@@ -332,7 +361,9 @@ async fn release(inner: &Inner, owner: &Owner) {
         }
         Err(_) => {
             Metrics::bump(&inner.metrics.store_errors);
-            tracing::warn!("idempotency: releasing the key timed out; it stays locked until lock_ttl");
+            tracing::warn!(
+                "idempotency: releasing the key timed out; it stays locked until lock_ttl"
+            );
         }
     }
 }
@@ -345,10 +376,13 @@ fn release_late_claim(inner: Arc<Inner>, key: String, token: Token, lock_ttl: Du
         let give_up = Instant::now() + lock_ttl;
         let mut pause = Duration::from_millis(100);
         loop {
-            match tokio::time::timeout(inner.store_timeout, inner.store.release(&key, &token)).await {
+            match tokio::time::timeout(inner.store_timeout, inner.store.release(&key, &token)).await
+            {
                 Ok(Ok(fence)) => {
                     if fence == Fence::Applied {
-                        tracing::info!("idempotency: released a claim that reached the store after its deadline");
+                        tracing::info!(
+                            "idempotency: released a claim that reached the store after its deadline"
+                        );
                     }
                     return;
                 }
@@ -458,7 +492,9 @@ async fn collect_limited(mut body: Body, limit: usize) -> Collected {
                     total += data.len();
                     chunks.push(data);
                     if total > limit {
-                        let head = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, axum::Error>));
+                        let head = futures_util::stream::iter(
+                            chunks.into_iter().map(Ok::<_, axum::Error>),
+                        );
                         let rest = body.into_data_stream();
                         return Collected::TooLarge(Body::from_stream(
                             futures_util::StreamExt::chain(head, rest),

@@ -100,6 +100,9 @@ mod tests {
         let text = json_headers("text/plain");
         assert_eq!(fingerprint(&text, b"[1, 2]"), sha256_hex(b"[1, 2]"));
         assert!(!is_json(&json_headers("application/jsonx")));
-        assert!(!is_json(&json_headers("application/+json")) || is_json(&json_headers("application/+json")));
+        assert!(
+            !is_json(&json_headers("application/+json"))
+                || is_json(&json_headers("application/+json"))
+        );
     }
 }

@@ -102,7 +102,8 @@ fn unquote(raw: &[u8]) -> Result<String, KeyError> {
 /// rejects them), so the prefix, the scope and the key are always told apart: two
 /// different (prefix, scope, key) triples never share a store key.
 pub fn store_key(prefix: &str, scope: Option<&str>, key: &str) -> String {
-    let mut out = String::with_capacity(14 + prefix.len() + key.len() + scope.map_or(0, |s| s.len() + 1));
+    let mut out =
+        String::with_capacity(14 + prefix.len() + key.len() + scope.map_or(0, |s| s.len() + 1));
     out.push_str("idempotency:");
     out.push_str(prefix);
     if let Some(scope) = scope {
@@ -171,15 +172,24 @@ mod tests {
         headers.append(&name, "a".parse().unwrap());
         assert_eq!(from_headers(&headers, &name).unwrap(), "a");
         headers.append(&name, "b".parse().unwrap());
-        assert!(matches!(from_headers(&headers, &name), Err(KeyError::Invalid(_))));
+        assert!(matches!(
+            from_headers(&headers, &name),
+            Err(KeyError::Invalid(_))
+        ));
     }
 
     #[test]
     fn store_keys() {
         assert_eq!(store_key("orders", None, "k1"), "idempotency:orders:k1");
         assert_eq!(store_key("", None, "k1"), "idempotency::k1");
-        assert_eq!(store_key("orders", Some("t:1|%"), "k"), "idempotency:orders|t%3A1%7C%25:k");
+        assert_eq!(
+            store_key("orders", Some("t:1|%"), "k"),
+            "idempotency:orders|t%3A1%7C%25:k"
+        );
         assert_ne!(store_key("a", Some("b"), "c"), store_key("a", None, "b:c"));
-        assert_ne!(store_key("a", Some("b:c"), "d"), store_key("a", Some("b"), "c:d"));
+        assert_ne!(
+            store_key("a", Some("b:c"), "d"),
+            store_key("a", Some("b"), "c:d")
+        );
     }
 }

@@ -136,7 +136,10 @@ impl Record {
                         headers
                             .iter()
                             .filter_map(|(name, value)| {
-                                Some((Text::Borrowed(name.as_str()), Text::Borrowed(value.to_str().ok()?)))
+                                Some((
+                                    Text::Borrowed(name.as_str()),
+                                    Text::Borrowed(value.to_str().ok()?),
+                                ))
                             })
                             .collect()
                     }),
@@ -286,7 +289,11 @@ mod tests {
     fn binary_body_is_base64_and_round_trips() {
         let record = completed(&[0xff, 0x00, 0xfe], None);
         let json = record.to_json();
-        assert!(std::str::from_utf8(&json).unwrap().contains(r#""bodyEncoding":"base64""#));
+        assert!(
+            std::str::from_utf8(&json)
+                .unwrap()
+                .contains(r#""bodyEncoding":"base64""#)
+        );
         assert_eq!(Record::from_json(&json).unwrap(), record);
     }
 
@@ -324,7 +331,11 @@ mod tests {
             br#"{"state":"PROCESSING"}"#,
             br#"{"statusCode":200,"bo"#,
         ] {
-            assert!(Record::from_json(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Record::from_json(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -46,11 +46,21 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Counts handler runs and lets a test hold handlers at a gate until it opens it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Probe {
     runs: Arc<AtomicUsize>,
     started: Arc<Notify>,
     gate: Arc<Semaphore>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe {
+            runs: Arc::default(),
+            started: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
 }
 
 impl Probe {

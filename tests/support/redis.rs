@@ -1,1 +1,403 @@
-//! Redis servers for tests.
+//! Real `redis-server` processes for tests: a single server that can be killed, paused and
+//! restarted on the same port, a cluster, and a `MONITOR` command counter.
+//!
+//! Each server runs on a free loopback port, without persistence, in a directory of its
+//! own that is removed with it; it is killed on drop. Readiness is polled (a connection and
+//! `INFO server` naming the spawned process), with a bounded total wait.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// How long a server (or a cluster) may take to become ready.
+const READY_WITHIN: Duration = Duration::from_secs(20);
+/// The pause between two readiness probes.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+fn fresh_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "idempotent-redis-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `kill {sig} {pid}`: {e}"));
+    assert!(status.success(), "`kill {sig} {pid}` failed: {status}");
+}
+
+/// One `redis-server` process on `127.0.0.1`.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Start a server on a free port and wait until it answers.
+    pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// Start a server with extra `redis-server` arguments.
+    pub fn start_with(extra: Vec<String>) -> Self {
+        // The port is free when picked but may be taken before redis binds it: try again.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(),
+                dir: fresh_dir(),
+                extra: extra.clone(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(why) => last = why,
+            }
+        }
+        panic!("redis-server did not start: {last}");
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut child = Command::new("redis-server")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.log_path())
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run `redis-server` ({e}): these tests need Redis 7 on PATH \
+                     (Debian/Ubuntu: `apt-get install redis-server`; the CI script installs it)"
+                )
+            });
+        let pid = child.id();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("exited with {status}; log:\n{}", self.log()));
+            }
+            if self.answers_as(pid) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "not ready within {READY_WITHIN:?}; log:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(PROBE_EVERY);
+        }
+    }
+
+    /// Whether the process `pid` answers on our port (and not some other server).
+    fn answers_as(&self, pid: u32) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+            return false;
+        };
+        let info: Result<String, _> = redis::cmd("INFO").arg("server").query(&mut con);
+        info.is_ok_and(|info| {
+            info.lines()
+                .any(|l| l.trim() == format!("process_id:{pid}"))
+        })
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's working directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .unwrap_or_else(|| panic!("redis-server on port {} is not running", self.port))
+    }
+
+    /// A blocking connection, for setting up and inspecting keys directly.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
+    }
+
+    /// Kill the server (SIGKILL) and wait for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freeze the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        signal(self.pid(), "-STOP");
+    }
+
+    /// Thaw a paused server (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), "-CONT");
+    }
+
+    /// Kill the server if it runs, then start a fresh one (empty) on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        if let Err(why) = self.spawn() {
+            panic!("redis-server did not restart on port {}: {why}", self.port);
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of masters without replicas, each a [`RedisServer`].
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Start `masters` nodes, create the cluster over them and wait until every node says
+    /// `cluster_state:ok`.
+    pub fn start(masters: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::start_with(vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    "nodes.conf".into(),
+                    "--cluster-port".into(),
+                    free_port().to_string(),
+                    "--cluster-node-timeout".into(),
+                    "5000".into(),
+                ])
+            })
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(RedisServer::addr))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `redis-cli` ({e}): install redis-tools / redis-server")
+            });
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + READY_WITHIN;
+        let mut pending: Vec<&RedisServer> = self.nodes.iter().collect();
+        while !pending.is_empty() {
+            pending.retain(|node| {
+                let info: Result<String, _> = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut node.connection());
+                !info.is_ok_and(|info| info.lines().any(|l| l.trim() == "cluster_state:ok"))
+            });
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ok within {READY_WITHIN:?} on {:?}",
+                pending.iter().map(|n| n.port()).collect::<Vec<_>>()
+            );
+            std::thread::sleep(PROBE_EVERY);
+        }
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// One command seen by [`Monitor`].
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The command name, uppercase (`EVALSHA`).
+    pub name: String,
+    /// The whole `MONITOR` line.
+    pub line: String,
+}
+
+/// Counts the top-level commands a server receives, with `MONITOR` on a connection of its
+/// own. Commands that scripts run inside Redis (`[0 lua]` lines) are not top-level and are
+/// left out: a script call counts once, as a round trip.
+pub struct Monitor {
+    lines: mpsc::UnboundedReceiver<String>,
+    marker: tokio::net::TcpStream,
+    next_mark: usize,
+}
+
+impl Monitor {
+    /// Start monitoring `server`.
+    pub async fn start(server: &RedisServer) -> Self {
+        let mut stream = tokio::net::TcpStream::connect(server.addr())
+            .await
+            .unwrap_or_else(|e| panic!("monitor: cannot connect: {e}"));
+        stream
+            .write_all(b"MONITOR\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("monitor: {e}"));
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut ok = String::new();
+        reader
+            .read_line(&mut ok)
+            .await
+            .unwrap_or_else(|e| panic!("monitor: {e}"));
+        assert_eq!(ok.trim_end(), "+OK", "monitor: unexpected reply");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = reader.lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let marker = tokio::net::TcpStream::connect(server.addr())
+            .await
+            .unwrap_or_else(|e| panic!("monitor: cannot connect: {e}"));
+        Self {
+            lines,
+            marker,
+            next_mark: 0,
+        }
+    }
+
+    /// Send a marker command and wait until `MONITOR` shows it; return the lines before it.
+    async fn mark(&mut self) -> Vec<String> {
+        self.next_mark += 1;
+        let mark = format!("idempotent-monitor-mark-{}", self.next_mark);
+        let command = format!("*2\r\n$4\r\nECHO\r\n${}\r\n{mark}\r\n", mark.len());
+        self.marker
+            .write_all(command.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("monitor: {e}"));
+        let mut reply = vec![0u8; format!("${}\r\n{mark}\r\n", mark.len()).len()];
+        tokio::time::timeout(Duration::from_secs(5), self.marker.read_exact(&mut reply))
+            .await
+            .unwrap_or_else(|_| panic!("monitor: no reply to the marker within 5 s"))
+            .unwrap_or_else(|e| panic!("monitor: {e}"));
+        let mut before = Vec::new();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(5), self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("monitor: marker {mark} not seen within 5 s"))
+                .unwrap_or_else(|| panic!("monitor: the MONITOR connection closed"));
+            if line.contains(&mark) {
+                return before;
+            }
+            before.push(line);
+        }
+    }
+
+    /// Run `work` and return its output with the top-level commands the server received
+    /// meanwhile (other than this monitor's markers).
+    pub async fn commands_during<F: std::future::Future>(
+        &mut self,
+        work: F,
+    ) -> (F::Output, Vec<Seen>) {
+        self.mark().await;
+        let output = work.await;
+        let seen = self
+            .mark()
+            .await
+            .into_iter()
+            .filter_map(parse_monitor_line)
+            .collect();
+        (output, seen)
+    }
+}
+
+/// `+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "…"` → `EVALSHA`; `None` for commands
+/// run by a script (`[0 lua]`) and lines that are not commands.
+fn parse_monitor_line(line: String) -> Option<Seen> {
+    let open = line.find('[')?;
+    let close = open + line[open..].find(']')?;
+    let client = line[open + 1..close].split_whitespace().nth(1)?;
+    if client == "lua" {
+        return None;
+    }
+    let rest = line[close + 1..].trim_start().strip_prefix('"')?;
+    let name = rest[..rest.find('"')?].to_ascii_uppercase();
+    Some(Seen { name, line })
+}

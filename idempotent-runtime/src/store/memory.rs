@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 
-use super::{Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token};
+use super::{
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
+};
 
 /// The default capacity of a [`MemoryStore`], in bytes of keys and stored responses.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -51,10 +53,9 @@ impl Entry {
             Record::Processing { .. } => 0,
             Record::Completed(response) => {
                 response.body.len()
-                    + response
-                        .headers
-                        .as_ref()
-                        .map_or(0, |h| h.iter().map(|(n, v)| n.as_str().len() + v.len()).sum())
+                    + response.headers.as_ref().map_or(0, |h| {
+                        h.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
+                    })
             }
         };
         // Keys, fingerprints and bookkeeping: a fixed allowance.
@@ -135,15 +136,15 @@ impl MemoryStore {
 impl IdempotencyStore for MemoryStore {
     async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         let mut existing = None;
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|current| match current.and_then(|e| e.into_value().live()) {
+        self.cache.entry_by_ref(key).and_compute_with(|current| {
+            match current.and_then(|e| e.into_value().live()) {
                 Some(entry) => {
                     existing = Some(entry.record);
                     Op::Nop
                 }
                 None => Op::Put(Entry::new(claim.to_processing(), claim.lock_ttl)),
-            });
+            }
+        });
         Ok(match existing {
             Some(record) => ClaimOutcome::Existing(Arc::unwrap_or_clone(record)),
             None => ClaimOutcome::Claimed,
@@ -158,15 +159,15 @@ impl IdempotencyStore for MemoryStore {
         ttl: Duration,
     ) -> Result<Fence, StoreError> {
         let mut fence = Fence::Refused;
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|current| match current.and_then(|e| e.into_value().live()) {
+        self.cache.entry_by_ref(key).and_compute_with(|current| {
+            match current.and_then(|e| e.into_value().live()) {
                 Some(entry) if !entry.record.is_owned_by(token) => Op::Nop,
                 _ => {
                     fence = Fence::Applied;
                     Op::Put(Entry::new(Record::Completed(response.clone()), ttl))
                 }
-            });
+            }
+        });
         Ok(fence)
     }
 
@@ -212,33 +213,69 @@ mod tests {
     async fn claim_complete_replay() {
         let store = MemoryStore::new();
         let first = claim(Duration::from_secs(60));
-        assert!(matches!(store.claim("k", &first).await.unwrap(), ClaimOutcome::Claimed));
+        assert!(matches!(
+            store.claim("k", &first).await.unwrap(),
+            ClaimOutcome::Claimed
+        ));
         let second = claim(Duration::from_secs(60));
         assert!(matches!(
             store.claim("k", &second).await.unwrap(),
             ClaimOutcome::Existing(Record::Processing { token, .. }) if token == first.token
         ));
-        assert_eq!(store.complete("k", &second.token, &response(), Duration::from_secs(60)).await.unwrap(), Fence::Refused);
-        assert_eq!(store.release("k", &second.token).await.unwrap(), Fence::Refused);
-        assert_eq!(store.complete("k", &first.token, &response(), Duration::from_secs(60)).await.unwrap(), Fence::Applied);
+        assert_eq!(
+            store
+                .complete("k", &second.token, &response(), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Fence::Refused
+        );
+        assert_eq!(
+            store.release("k", &second.token).await.unwrap(),
+            Fence::Refused
+        );
+        assert_eq!(
+            store
+                .complete("k", &first.token, &response(), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Fence::Applied
+        );
         assert!(matches!(
             store.claim("k", &second).await.unwrap(),
             ClaimOutcome::Existing(Record::Completed(r)) if r == response()
         ));
         // A completed record cannot be released.
-        assert_eq!(store.release("k", &first.token).await.unwrap(), Fence::Refused);
+        assert_eq!(
+            store.release("k", &first.token).await.unwrap(),
+            Fence::Refused
+        );
     }
 
     #[tokio::test]
     async fn expired_lock_is_taken_over_and_fences_the_old_owner() {
         let store = MemoryStore::new();
         let old = claim(Duration::from_millis(20));
-        assert!(matches!(store.claim("k", &old).await.unwrap(), ClaimOutcome::Claimed));
+        assert!(matches!(
+            store.claim("k", &old).await.unwrap(),
+            ClaimOutcome::Claimed
+        ));
         tokio::time::sleep(Duration::from_millis(40)).await;
         let new = claim(Duration::from_secs(60));
-        assert!(matches!(store.claim("k", &new).await.unwrap(), ClaimOutcome::Claimed));
-        assert_eq!(store.complete("k", &old.token, &response(), Duration::from_secs(60)).await.unwrap(), Fence::Refused);
-        assert_eq!(store.release("k", &old.token).await.unwrap(), Fence::Refused);
+        assert!(matches!(
+            store.claim("k", &new).await.unwrap(),
+            ClaimOutcome::Claimed
+        ));
+        assert_eq!(
+            store
+                .complete("k", &old.token, &response(), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Fence::Refused
+        );
+        assert_eq!(
+            store.release("k", &old.token).await.unwrap(),
+            Fence::Refused
+        );
         assert!(store.get("k").unwrap().is_owned_by(&new.token));
     }
 
@@ -246,9 +283,18 @@ mod tests {
     async fn late_finisher_stores_when_nobody_claimed_since() {
         let store = MemoryStore::new();
         let old = claim(Duration::from_millis(20));
-        assert!(matches!(store.claim("k", &old).await.unwrap(), ClaimOutcome::Claimed));
+        assert!(matches!(
+            store.claim("k", &old).await.unwrap(),
+            ClaimOutcome::Claimed
+        ));
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert_eq!(store.complete("k", &old.token, &response(), Duration::from_secs(60)).await.unwrap(), Fence::Applied);
+        assert_eq!(
+            store
+                .complete("k", &old.token, &response(), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Fence::Applied
+        );
         assert!(matches!(store.get("k"), Some(Record::Completed(_))));
     }
 
@@ -258,9 +304,21 @@ mod tests {
         for i in 0..10_000 {
             let c = claim(Duration::from_secs(60));
             store.claim(&format!("key-{i}"), &c).await.unwrap();
-            store.complete(&format!("key-{i}"), &c.token, &response(), Duration::from_secs(60)).await.unwrap();
+            store
+                .complete(
+                    &format!("key-{i}"),
+                    &c.token,
+                    &response(),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
         }
-        assert!(store.weighted_size() <= 64 * 1024, "{}", store.weighted_size());
+        assert!(
+            store.weighted_size() <= 64 * 1024,
+            "{}",
+            store.weighted_size()
+        );
         assert!(store.len() < 10_000 && !store.is_empty());
     }
 }

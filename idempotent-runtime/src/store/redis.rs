@@ -1,1 +1,619 @@
-//! Redis store (placeholder).
+//! [`RedisStore`] and [`RedisClusterStore`]: records shared by every process that talks to
+//! the same Redis (feature `redis`).
+//!
+//! ```no_run
+//! # async fn start() -> Result<(), idempotent_runtime::store::StoreError> {
+//! use idempotent_runtime::Idempotency;
+//!
+//! // One server (or a primary behind a proxy / Sentinel-managed address):
+//! let idem = Idempotency::redis("redis://127.0.0.1:6379").await?;
+//! // A cluster, given some of its nodes:
+//! let idem = Idempotency::redis_cluster(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]).await?;
+//! # drop(idem);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For TLS, a password or other connection settings, build a [`redis::Client`] (or a
+//! [`ClusterClientBuilder`]) yourself, with the same `redis` major version (1.x), and hand
+//! it over with [`RedisStore::from_client`] ([`RedisClusterStore::from_builder`]); to change
+//! the timeouts, pass [`RedisOptions`]:
+//!
+//! ```no_run
+//! # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use idempotent_runtime::Idempotency;
+//! use idempotent_runtime::store::redis::{RedisOptions, RedisStore};
+//!
+//! let client = redis::Client::open("rediss://:secret@cache.internal:6380")?;
+//! let options = RedisOptions::default().timeout(Duration::from_millis(150));
+//! let idem = Idempotency::new(RedisStore::from_client(client, options).await?);
+//! # drop(idem);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What is stored
+//!
+//! The key is the engine's store key, verbatim: `idempotency:{key_prefix}:{key}`. The value
+//! is the record's JSON (see [`crate::record`]): a completed record is the Spring
+//! `@Idempotent` aspect's `{"statusCode":…,"body":…,"bodyHash":…}` plus optional fields, so
+//! a Spring service and a Rust service can share one Redis during a port, in both
+//! directions. A record written by Spring (no `headers`) replays with
+//! `Content-Type: application/json`. Completed records expire after the handler's `ttl`,
+//! PROCESSING records (`{"state":"PROCESSING","token":…}`) after its `lock_ttl`, both with
+//! `PX`; a PROCESSING record whose owner died therefore disappears by itself and the next
+//! request claims the key.
+//!
+//! # Round trips
+//!
+//! Each store operation is one Lua script, sent as one `EVALSHA` command, so it is atomic
+//! in Redis and costs one round trip:
+//!
+//! | request | commands |
+//! |---|---|
+//! | replay (key completed, same body) | 1: claim, which returns the stored record |
+//! | mismatch (different body) | 1: claim |
+//! | conflict (key still PROCESSING) | 1: claim |
+//! | first execution | 2: claim, then complete (or release, for a non-2xx answer) |
+//! | missing or invalid key | 0 |
+//!
+//! The scripts are loaded (`SCRIPT LOAD`) when the store connects. If Redis forgets them
+//! (a restart, `SCRIPT FLUSH`, a failover to a replica that never saw them), the call that
+//! meets `NOSCRIPT` sends the script's source once with `EVAL`, which also puts it back in
+//! Redis's script cache: one extra round trip, once.
+//!
+//! - **claim**: `GET`; if a value is there, return it; otherwise `SET key processing PX
+//!   lock_ttl`. Of any number of concurrent claims, across processes, exactly one finds the
+//!   key empty.
+//! - **complete**: write the completed record with `PX ttl` if the key is absent (the lock
+//!   expired and nobody claimed it since) or holds this claim's PROCESSING record;
+//!   otherwise refuse ([`Fence::Refused`]).
+//! - **release**: `DEL` only if the key holds this claim's PROCESSING record.
+//!
+//! "This claim's PROCESSING record" is decided inside Redis: the value must contain the
+//! claim's token (a random 128-bit value; a cheap substring test that rules out every other
+//! record without parsing it) and, decoded with `cjson`, have `state == "PROCESSING"` and
+//! `token` equal to it. The comparison is on the decoded fields, so it does not depend on
+//! how the JSON is formatted, and the (possibly large) completed records are never decoded
+//! on this path.
+//!
+//! # Outages
+//!
+//! Every call is bounded by [`RedisOptions::timeout`] (250 ms by default), the connection
+//! included; the engine adds its own deadline on top. A call that fails or times out is a
+//! [`StoreError`], which the engine treats as an outage: with `fail_open = true` the
+//! handler runs and nothing is written, with `fail_open = false` the request is answered
+//! 503 with `Retry-After`.
+//!
+//! - Redis down (connection refused or reset): calls fail within the timeout, and the
+//!   connection is re-established in the background with an exponential backoff capped at
+//!   [`RedisOptions::reconnect_max_delay`] (500 ms, plus up to 100 % jitter), so
+//!   idempotency resumes within about a second of Redis coming back, without a request
+//!   having to fail first.
+//! - Redis hung (no answer): each command times out after the timeout; the connection is
+//!   kept and serves again as soon as Redis answers.
+//! - A value under a key that is not a record this crate (or the Spring aspect) wrote, or
+//!   a key of another Redis type, is also a [`StoreError`], not a panic and not "absent":
+//!   treating it as absent would overwrite data the store does not own, and treating it as
+//!   a conflict would block the key forever. The request fails open or closed as
+//!   configured, and the value is left alone.
+//!
+//! [`ClusterClientBuilder`]: redis::cluster::ClusterClientBuilder
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
+
+use super::{
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
+};
+
+/// Connection settings of a [`RedisStore`] or [`RedisClusterStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use idempotent_runtime::store::redis::RedisOptions;
+///
+/// let options = RedisOptions::default()
+///     .timeout(Duration::from_millis(200))
+///     .connection_timeout(Duration::from_millis(200))
+///     .reconnect_max_delay(Duration::from_secs(1));
+/// # drop(options);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// The longest one store call may take, waiting for a connection included; also the
+    /// Redis response timeout. Default 250 ms.
+    pub timeout: Duration,
+    /// The longest one connection attempt may take (TCP, TLS and handshake). Default 250 ms.
+    pub connection_timeout: Duration,
+    /// The longest pause between two reconnection attempts while Redis is unreachable
+    /// (each pause also gets up to 100 % random jitter). Default 500 ms.
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(250),
+            connection_timeout: Duration::from_millis(250),
+            reconnect_max_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Set [`timeout`](Self::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Set [`connection_timeout`](Self::connection_timeout).
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Set [`reconnect_max_delay`](Self::reconnect_max_delay).
+    pub fn reconnect_max_delay(mut self, delay: Duration) -> Self {
+        self.reconnect_max_delay = delay;
+        self
+    }
+}
+
+/// The first pause before reconnecting; it doubles up to `reconnect_max_delay`.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+/// Reconnection attempts in one background run (about a minute at the default maximum
+/// delay). After that the next call starts a new run.
+const RECONNECT_ATTEMPTS: usize = 100;
+
+/// A store on one Redis server, over a [`ConnectionManager`]: one multiplexed connection
+/// shared by every request, re-established by itself after a failure.
+///
+/// See the [module docs](self) for what is stored, the round trips and outage behaviour.
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    backend: Backend<ConnectionManager>,
+}
+
+impl RedisStore {
+    /// Connect to `url` (`redis://`, `rediss://`, `unix://`, with optional user, password
+    /// and database) with the default [`RedisOptions`].
+    ///
+    /// Fails if the URL is invalid or Redis does not answer within
+    /// `connection_timeout + timeout`: an app that starts without its store finds out at
+    /// once rather than on the first request.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connect to `url` with the given options. See [`connect`](Self::connect).
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::with_source("redis: invalid connection URL", e))?;
+        Self::from_client(client, options).await
+    }
+
+    /// Use a [`redis::Client`] you configured (TLS, credentials, protocol, database), with
+    /// the given options. See [`connect`](Self::connect).
+    pub async fn from_client(
+        client: redis::Client,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.timeout))
+            .set_connection_timeout(Some(options.connection_timeout))
+            .set_min_delay(RECONNECT_MIN_DELAY.min(options.reconnect_max_delay))
+            .set_max_delay(options.reconnect_max_delay)
+            .set_exponent_base(2.0)
+            .set_number_of_retries(RECONNECT_ATTEMPTS);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::with_source("redis: invalid connection settings", e))?;
+        let backend = Backend {
+            conn,
+            timeout: options.timeout,
+        };
+        backend
+            .preload(options.connection_timeout + options.timeout)
+            .await?;
+        tracing::info!("idempotency: connected to redis");
+        Ok(Self { backend })
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("timeout", &self.backend.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store on a Redis Cluster, over a [`ClusterConnection`]: it follows the slot map,
+/// redirections and failovers by itself.
+///
+/// Every operation touches one key, so records spread over all slots and no hash tags are
+/// needed. See the [module docs](self) for what is stored, the round trips and outage
+/// behaviour. Cloning is cheap and shares the connections.
+#[derive(Clone)]
+pub struct RedisClusterStore {
+    backend: Backend<ClusterConnection>,
+}
+
+impl RedisClusterStore {
+    /// Connect to the cluster that `nodes` (URLs of some of its nodes) belong to, with the
+    /// default [`RedisOptions`].
+    ///
+    /// Fails if a URL is invalid or the cluster does not answer within
+    /// `connection_timeout + timeout`.
+    pub async fn connect(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Self, StoreError> {
+        Self::connect_with(nodes, RedisOptions::default()).await
+    }
+
+    /// Connect to the cluster with the given options. See [`connect`](Self::connect).
+    pub async fn connect_with(
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        if nodes.is_empty() {
+            return Err(StoreError::new("redis cluster: no node given"));
+        }
+        Self::from_builder(redis::cluster::ClusterClient::builder(nodes), options).await
+    }
+
+    /// Use a [`ClusterClientBuilder`] you configured (TLS, credentials, read routing);
+    /// the options' timeouts are applied to it. See [`connect`](Self::connect).
+    pub async fn from_builder(
+        builder: ClusterClientBuilder,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let client = builder
+            .connection_timeout(options.connection_timeout)
+            .response_timeout(options.timeout)
+            .build()
+            .map_err(|e| StoreError::with_source("redis cluster: invalid settings", e))?;
+        let deadline = options.connection_timeout + options.timeout;
+        let conn = match tokio::time::timeout(deadline, client.get_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(StoreError::with_source("redis cluster: cannot connect", e)),
+            Err(_) => {
+                return Err(StoreError::new(format!(
+                    "redis cluster: no answer within {deadline:?}"
+                )));
+            }
+        };
+        let backend = Backend {
+            conn,
+            timeout: options.timeout,
+        };
+        backend.preload(deadline).await?;
+        tracing::info!("idempotency: connected to redis cluster");
+        Ok(Self { backend })
+    }
+}
+
+impl std::fmt::Debug for RedisClusterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClusterStore")
+            .field("timeout", &self.backend.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for RedisStore {
+    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        self.backend.claim(key, claim).await
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &Token,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Fence, StoreError> {
+        self.backend.complete(key, token, response, ttl).await
+    }
+
+    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+        self.backend.release(key, token).await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for RedisClusterStore {
+    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        self.backend.claim(key, claim).await
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &Token,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Fence, StoreError> {
+        self.backend.complete(key, token, response, ttl).await
+    }
+
+    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+        self.backend.release(key, token).await
+    }
+}
+
+/// A Lua script and its SHA-1, for `EVALSHA`.
+struct Lua {
+    name: &'static str,
+    source: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(name: &'static str, source: &'static str) -> Self {
+        Self {
+            name,
+            source,
+            sha: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+}
+
+/// `KEYS[1]` the store key, `ARGV[1]` the PROCESSING record, `ARGV[2]` `lock_ttl` in ms.
+/// Returns the value found, or nil after writing the claim.
+static CLAIM: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "claim",
+        r"local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false",
+    )
+});
+
+/// Prepends `owned(v, token)`: whether `v` is the PROCESSING record of the claim whose token
+/// is `token`.
+macro_rules! with_owned {
+    ($body:literal) => {
+        concat!(
+            "local function owned(v, token)
+  if not string.find(v, token, 1, true) then return false end
+  local ok, r = pcall(cjson.decode, v)
+  return ok and type(r) == 'table' and r.state == 'PROCESSING' and r.token == token
+end
+",
+            $body
+        )
+    };
+}
+
+/// `KEYS[1]` the store key, `ARGV[1]` the token, `ARGV[2]` the completed record, `ARGV[3]`
+/// `ttl` in ms. Returns 1 if written, 0 if refused.
+static COMPLETE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "complete",
+        with_owned!(
+            "local v = redis.call('GET', KEYS[1])
+if v and not owned(v, ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1"
+        ),
+    )
+});
+
+/// `KEYS[1]` the store key, `ARGV[1]` the token. Returns 1 if deleted, 0 if refused.
+static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "release",
+        with_owned!(
+            "local v = redis.call('GET', KEYS[1])
+if v and owned(v, ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0"
+        ),
+    )
+});
+
+/// A time in whole milliseconds for `PX`: at least 1 (Redis rejects 0), at most `i64::MAX`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(i64::MAX as u64)
+        .clamp(1, i64::MAX as u64)
+}
+
+/// The store logic, generic over the two kinds of connection.
+#[derive(Clone)]
+struct Backend<C> {
+    conn: C,
+    timeout: Duration,
+}
+
+impl<C> Backend<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        let record = claim.to_processing().to_json();
+        let lock_ttl = millis(claim.lock_ttl);
+        let found = self
+            .eval(&CLAIM, key, &[&record, lock_ttl.to_string().as_bytes()])
+            .await?;
+        let bytes = match found {
+            Value::Nil | Value::Boolean(false) => return Ok(ClaimOutcome::Claimed),
+            Value::BulkString(bytes) => bytes,
+            other => return Err(unexpected(CLAIM.name, &other)),
+        };
+        match Record::from_json(&bytes) {
+            // Only possible if this very claim reached Redis twice: it is ours.
+            Ok(record) if record.is_owned_by(&claim.token) => Ok(ClaimOutcome::Claimed),
+            Ok(record) => Ok(ClaimOutcome::Existing(record)),
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency: redis holds a value that is not an idempotency record under a store key");
+                Err(StoreError::with_source(
+                    "redis: the value under the key is not an idempotency record",
+                    e,
+                ))
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &Token,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<Fence, StoreError> {
+        let record = Record::Completed(response.clone()).to_json();
+        let ttl = millis(ttl);
+        let done = self
+            .eval(
+                &COMPLETE,
+                key,
+                &[
+                    token.as_str().as_bytes(),
+                    &record,
+                    ttl.to_string().as_bytes(),
+                ],
+            )
+            .await?;
+        fence(COMPLETE.name, &done)
+    }
+
+    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+        let done = self
+            .eval(&RELEASE, key, &[token.as_str().as_bytes()])
+            .await?;
+        fence(RELEASE.name, &done)
+    }
+
+    /// Run `script` on `key`, bounded by the timeout.
+    async fn eval(&self, script: &Lua, key: &str, args: &[&[u8]]) -> Result<Value, StoreError> {
+        let run = async {
+            match self.eval_once(script, key, args).await {
+                // The connection could not be opened, so the command was never sent: a
+                // reconnection has just been started; wait for it, within the deadline.
+                Err(e) if e.is_connection_refusal() => self.eval_once(script, key, args).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                tracing::debug!(script = script.name, error = %e, "idempotency: redis call failed");
+                Err(StoreError::with_source(
+                    format!("redis: {} failed", script.name),
+                    e,
+                ))
+            }
+            Err(_) => {
+                tracing::debug!(script = script.name, timeout = ?self.timeout, "idempotency: redis call timed out");
+                Err(StoreError::new(format!(
+                    "redis: {} timed out after {:?}",
+                    script.name, self.timeout
+                )))
+            }
+        }
+    }
+
+    /// `EVALSHA`; on `NOSCRIPT`, `EVAL` (which also caches the script again).
+    async fn eval_once(
+        &self,
+        script: &Lua,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<Value, RedisError> {
+        let mut conn = self.conn.clone();
+        match invocation("EVALSHA", &script.sha, key, args)
+            .query_async(&mut conn)
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                tracing::debug!(
+                    script = script.name,
+                    "idempotency: redis lost the script; sending it again"
+                );
+                invocation("EVAL", script.source, key, args)
+                    .query_async(&mut conn)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// Load the scripts (on every node of a cluster), so that calls are one `EVALSHA` each.
+    async fn preload(&self, deadline: Duration) -> Result<(), StoreError> {
+        let load = async {
+            let mut conn = self.conn.clone();
+            for script in [&*CLAIM, &*COMPLETE, &*RELEASE] {
+                let mut cmd = redis::cmd("SCRIPT");
+                cmd.arg("LOAD").arg(script.source);
+                cmd.query_async::<Value>(&mut conn).await?;
+            }
+            Ok::<(), RedisError>(())
+        };
+        match tokio::time::timeout(deadline, load).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::with_source("redis: cannot connect", e)),
+            Err(_) => Err(StoreError::new(format!(
+                "redis: no answer within {deadline:?}"
+            ))),
+        }
+    }
+}
+
+fn invocation(command: &str, script: &str, key: &str, args: &[&[u8]]) -> Cmd {
+    let mut cmd = redis::cmd(command);
+    cmd.arg(script).arg(1).arg(key);
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    cmd
+}
+
+fn fence(script: &'static str, value: &Value) -> Result<Fence, StoreError> {
+    match value {
+        Value::Int(1) => Ok(Fence::Applied),
+        Value::Int(0) => Ok(Fence::Refused),
+        other => Err(unexpected(script, other)),
+    }
+}
+
+fn unexpected(script: &'static str, value: &Value) -> StoreError {
+    StoreError::new(format!("redis: unexpected reply to {script}: {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_is_a_valid_px() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_micros(1500)), 1);
+        assert_eq!(millis(Duration::from_secs(90)), 90_000);
+        assert_eq!(millis(Duration::MAX), i64::MAX as u64);
+    }
+
+    #[test]
+    fn scripts_share_the_ownership_test() {
+        let owned = with_owned!("");
+        assert!(COMPLETE.source.starts_with(owned) && RELEASE.source.starts_with(owned));
+        assert_eq!(CLAIM.sha.len(), 40);
+        assert_ne!(COMPLETE.sha, RELEASE.sha);
+    }
+}

@@ -1,0 +1,796 @@
+//! The Redis stores against real `redis-server` processes: claims, fences, expiry, atomicity
+//! across connections, Spring records, undecodable values, round trips counted with
+//! `MONITOR`, outages (kill, SIGSTOP) and recovery, and a 3-master cluster.
+//!
+//! Timings are printed; run with `--nocapture` to see them.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{self, HeaderValue, StatusCode};
+use idempotent_runtime::store::redis::{RedisClusterStore, RedisOptions, RedisStore};
+use idempotent_runtime::store::{
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoredResponse, Token,
+};
+use support::redis::{Monitor, RedisCluster, RedisServer};
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn claim(lock_ttl: Duration) -> Claim {
+    Claim::new(Token::generate(), None, lock_ttl)
+}
+
+fn hashed_claim(fingerprint: &str) -> Claim {
+    Claim::new(Token::generate(), Some(fingerprint.to_owned()), MINUTE)
+}
+
+fn response(body: &'static str) -> StoredResponse {
+    StoredResponse::new(
+        StatusCode::CREATED,
+        Some(vec![(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )]),
+        Bytes::from_static(body.as_bytes()),
+        None,
+    )
+}
+
+async fn connect(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&server.url())
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", server.url()))
+}
+
+fn raw_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut server.connection())
+        .unwrap_or_else(|e| panic!("GET {key}: {e}"))
+}
+
+fn raw_pttl(server: &RedisServer, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query(&mut server.connection())
+        .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
+}
+
+fn raw_set(server: &RedisServer, key: &str, value: &[u8]) {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query::<()>(&mut server.connection())
+        .unwrap_or_else(|e| panic!("SET {key}: {e}"));
+}
+
+fn is_claimed(outcome: &ClaimOutcome) -> bool {
+    matches!(outcome, ClaimOutcome::Claimed)
+}
+
+fn processing_token(outcome: &ClaimOutcome) -> Option<&Token> {
+    match outcome {
+        ClaimOutcome::Existing(Record::Processing { token, .. }) => Some(token),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn claim_complete_replay() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let key = "idempotency:orders:first";
+    let fingerprint = "ab".repeat(32);
+
+    let first = hashed_claim(&fingerprint);
+    assert!(is_claimed(&store.claim(key, &first).await.unwrap()));
+    let stored = raw_get(&server, key).unwrap();
+    assert_eq!(
+        stored,
+        first.to_processing().to_json(),
+        "the PROCESSING record is stored verbatim"
+    );
+    let pttl = raw_pttl(&server, key);
+    assert!(
+        pttl > 0 && pttl <= 60_000,
+        "PROCESSING expires after lock_ttl: PTTL {pttl}"
+    );
+
+    let second = hashed_claim(&fingerprint);
+    match store.claim(key, &second).await.unwrap() {
+        ClaimOutcome::Existing(Record::Processing {
+            token,
+            fingerprint: fp,
+        }) => {
+            assert_eq!(token, first.token);
+            assert_eq!(fp.as_deref(), Some(fingerprint.as_str()));
+        }
+        other => panic!("expected the first claim's PROCESSING record, got {other:?}"),
+    }
+
+    let done = StoredResponse::new(
+        StatusCode::CREATED,
+        Some(vec![
+            (
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                http::header::LOCATION,
+                HeaderValue::from_static("/orders/42"),
+            ),
+        ]),
+        Bytes::from_static(br#"{"id":42}"#),
+        Some(fingerprint.clone()),
+    );
+    assert_eq!(
+        store
+            .complete(key, &first.token, &done, HOUR)
+            .await
+            .unwrap(),
+        Fence::Applied
+    );
+
+    // What Spring reads: its three fields, with their types.
+    let stored = raw_get(&server, key).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(json["statusCode"], 201);
+    assert_eq!(json["body"], r#"{"id":42}"#);
+    assert_eq!(json["bodyHash"], fingerprint.as_str());
+    let pttl = raw_pttl(&server, key);
+    assert!(
+        pttl > HOUR.as_millis() as i64 - 60_000,
+        "completed record expires after ttl: PTTL {pttl}"
+    );
+
+    match store.claim(key, &hashed_claim(&fingerprint)).await.unwrap() {
+        ClaimOutcome::Existing(Record::Completed(replayed)) => assert_eq!(replayed, done),
+        other => panic!("expected the completed record, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn complete_and_release_are_fenced_by_the_token() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let key = "idempotency:orders:fenced";
+    let owner = claim(MINUTE);
+    let stranger = claim(MINUTE);
+    assert!(is_claimed(&store.claim(key, &owner).await.unwrap()));
+
+    assert_eq!(
+        store
+            .complete(key, &stranger.token, &response("{}"), HOUR)
+            .await
+            .unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(
+        store.release(key, &stranger.token).await.unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(
+        raw_get(&server, key).unwrap(),
+        owner.to_processing().to_json(),
+        "untouched"
+    );
+
+    assert_eq!(
+        store.release(key, &owner.token).await.unwrap(),
+        Fence::Applied
+    );
+    assert_eq!(raw_get(&server, key), None, "released");
+    assert_eq!(
+        store.release(key, &owner.token).await.unwrap(),
+        Fence::Refused,
+        "nothing left to release"
+    );
+
+    let again = claim(MINUTE);
+    assert!(
+        is_claimed(&store.claim(key, &again).await.unwrap()),
+        "a released key can be claimed"
+    );
+    assert_eq!(
+        store
+            .complete(key, &again.token, &response(r#"{"n":1}"#), HOUR)
+            .await
+            .unwrap(),
+        Fence::Applied
+    );
+    let completed = raw_get(&server, key).unwrap();
+    // A completed record is nobody's lock: it can be neither released nor overwritten.
+    assert_eq!(
+        store.release(key, &again.token).await.unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(
+        store
+            .complete(key, &again.token, &response(r#"{"n":2}"#), HOUR)
+            .await
+            .unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(
+        store
+            .complete(key, &stranger.token, &response(r#"{"n":3}"#), HOUR)
+            .await
+            .unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(raw_get(&server, key).unwrap(), completed);
+}
+
+#[tokio::test]
+async fn an_expired_lock_is_taken_over_and_fences_its_old_owner() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let key = "idempotency:orders:takeover";
+    let lock_ttl = Duration::from_millis(100);
+    let old = claim(lock_ttl);
+    assert!(is_claimed(&store.claim(key, &old).await.unwrap()));
+    // Time has to pass for Redis to expire the PROCESSING record (PX lock_ttl): wait just
+    // past it.
+    tokio::time::sleep(lock_ttl + Duration::from_millis(50)).await;
+    assert_eq!(raw_get(&server, key), None, "expired by Redis");
+
+    let new = claim(MINUTE);
+    assert!(
+        is_claimed(&store.claim(key, &new).await.unwrap()),
+        "the dead owner's lock is taken over"
+    );
+    assert_eq!(
+        store
+            .complete(key, &old.token, &response("{}"), HOUR)
+            .await
+            .unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(
+        store.release(key, &old.token).await.unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(
+        raw_get(&server, key).unwrap(),
+        new.to_processing().to_json()
+    );
+    assert_eq!(
+        store
+            .complete(key, &new.token, &response("{}"), HOUR)
+            .await
+            .unwrap(),
+        Fence::Applied
+    );
+}
+
+#[tokio::test]
+async fn a_late_finisher_stores_if_nobody_claimed_since() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let key = "idempotency:orders:late";
+    let lock_ttl = Duration::from_millis(100);
+    let slow = claim(lock_ttl);
+    assert!(is_claimed(&store.claim(key, &slow).await.unwrap()));
+    // Let Redis expire the lock (PX lock_ttl), as for a handler slower than lock_ttl.
+    tokio::time::sleep(lock_ttl + Duration::from_millis(50)).await;
+    assert_eq!(
+        store
+            .complete(key, &slow.token, &response(r#"{"late":true}"#), HOUR)
+            .await
+            .unwrap(),
+        Fence::Applied
+    );
+    match store.claim(key, &claim(MINUTE)).await.unwrap() {
+        ClaimOutcome::Existing(Record::Completed(r)) => {
+            assert_eq!(&r.body[..], br#"{"late":true}"#)
+        }
+        other => panic!("expected the late result, got {other:?}"),
+    }
+}
+
+/// 32 claims of one key at once, from `stores` (separate connections, as separate processes
+/// would have): exactly one wins, and every other one sees the winner's record.
+async fn race(stores: &[Arc<dyn IdempotencyStore>], key: &str) {
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                let claim = claim(MINUTE);
+                let outcome = store.claim(&key, &claim).await.unwrap();
+                (claim.token, outcome)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    let winners: Vec<&Token> = results
+        .iter()
+        .filter(|(_, o)| is_claimed(o))
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one claim wins on {key}");
+    for (_, outcome) in &results {
+        if !is_claimed(outcome) {
+            assert_eq!(
+                processing_token(outcome),
+                Some(winners[0]),
+                "losers see the winner's lock"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_of_32_concurrent_claims_wins() {
+    let server = RedisServer::start();
+    let one: Arc<dyn IdempotencyStore> = Arc::new(connect(&server).await);
+    let other: Arc<dyn IdempotencyStore> = Arc::new(connect(&server).await);
+    for round in 0..20 {
+        race(
+            std::slice::from_ref(&one),
+            &format!("idempotency:race:one-{round}"),
+        )
+        .await;
+        race(
+            &[one.clone(), other.clone()],
+            &format!("idempotency:race:two-{round}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn spring_records_replay_with_default_headers() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    raw_set(
+        &server,
+        "idempotency:orders:spring-null",
+        br#"{"statusCode":201,"body":"{\"id\":7}","bodyHash":null}"#,
+    );
+    raw_set(
+        &server,
+        "idempotency:orders:spring-hash",
+        format!(r#"{{"statusCode":200,"body":"{{\"ok\":true}}","bodyHash":"{hash}"}}"#).as_bytes(),
+    );
+
+    match store
+        .claim("idempotency:orders:spring-null", &claim(MINUTE))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Existing(Record::Completed(r)) => {
+            assert_eq!(r.status, StatusCode::CREATED);
+            assert_eq!(&r.body[..], br#"{"id":7}"#);
+            assert_eq!(r.headers, None);
+            assert_eq!(r.fingerprint, None);
+        }
+        other => panic!("expected a completed record, got {other:?}"),
+    }
+    match store
+        .claim("idempotency:orders:spring-hash", &claim(MINUTE))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Existing(Record::Completed(r)) => {
+            assert_eq!(r.status, StatusCode::OK);
+            assert_eq!(&r.body[..], br#"{"ok":true}"#);
+            assert_eq!(r.headers, None);
+            assert_eq!(r.fingerprint.as_deref(), Some(hash));
+        }
+        other => panic!("expected a completed record, got {other:?}"),
+    }
+    // A Spring record is nobody's lock.
+    assert_eq!(
+        store
+            .release("idempotency:orders:spring-null", &Token::generate())
+            .await
+            .unwrap(),
+        Fence::Refused
+    );
+}
+
+#[tokio::test]
+async fn undecodable_values_are_store_errors_and_stay_untouched() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let garbage: [&[u8]; 10] = [
+        b"not json",
+        br#"{"statusCode":201,"bo"#,
+        br#"{"statusCode":"201","body":"x"}"#,
+        br#"{"statusCode":99,"body":"x"}"#,
+        br#"{"body":"x"}"#,
+        br#"{"state":"PROCESSING"}"#,
+        br#"{"state":"PROCESSING","token":42}"#,
+        b"[]",
+        b"",
+        b"\xff\xfe\x00",
+    ];
+    for (i, value) in garbage.iter().enumerate() {
+        let key = format!("idempotency:garbage:{i}");
+        raw_set(&server, &key, value);
+        let shown = String::from_utf8_lossy(value);
+        let outcome = store.claim(&key, &claim(MINUTE)).await;
+        assert!(
+            outcome.is_err(),
+            "{shown:?} must be a store error, got {outcome:?}"
+        );
+        let token = Token::generate();
+        assert_eq!(
+            store
+                .complete(&key, &token, &response("{}"), HOUR)
+                .await
+                .unwrap(),
+            Fence::Refused,
+            "{shown:?}"
+        );
+        assert_eq!(
+            store.release(&key, &token).await.unwrap(),
+            Fence::Refused,
+            "{shown:?}"
+        );
+        assert_eq!(
+            raw_get(&server, &key).as_deref(),
+            Some(*value),
+            "{shown:?} left alone"
+        );
+        println!(
+            "undecodable {shown:?}: {}",
+            outcome.err().map(|e| e.to_string()).unwrap_or_default()
+        );
+    }
+
+    // A key of another type: every operation is an error, nothing changes.
+    let key = "idempotency:garbage:hash";
+    redis::cmd("HSET")
+        .arg(key)
+        .arg("f")
+        .arg("v")
+        .query::<()>(&mut server.connection())
+        .unwrap();
+    let token = Token::generate();
+    assert!(store.claim(key, &claim(MINUTE)).await.is_err());
+    assert!(
+        store
+            .complete(key, &token, &response("{}"), HOUR)
+            .await
+            .is_err()
+    );
+    assert!(store.release(key, &token).await.is_err());
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(kind, "hash");
+}
+
+fn names(seen: &[support::redis::Seen]) -> Vec<&str> {
+    seen.iter().map(|s| s.name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn each_operation_is_one_command() {
+    let server = RedisServer::start();
+    let mut monitor = Monitor::start(&server).await;
+    let (store, seen) = monitor.commands_during(connect(&server)).await;
+    println!("connect: {:?}", names(&seen));
+    assert_eq!(
+        names(&seen).iter().filter(|n| **n == "SCRIPT").count(),
+        3,
+        "the scripts are loaded at connect"
+    );
+
+    let key = "idempotency:orders:counted";
+    let first = hashed_claim(&"ab".repeat(32));
+    let (outcome, seen) = monitor.commands_during(store.claim(key, &first)).await;
+    assert!(is_claimed(&outcome.unwrap()));
+    assert_eq!(names(&seen), ["EVALSHA"], "claim of a fresh key: {seen:#?}");
+
+    let (outcome, seen) = monitor
+        .commands_during(store.claim(key, &hashed_claim(&"ab".repeat(32))))
+        .await;
+    assert!(processing_token(&outcome.unwrap()).is_some());
+    assert_eq!(names(&seen), ["EVALSHA"], "conflict: {seen:#?}");
+
+    let (outcome, seen) = monitor
+        .commands_during(store.claim(key, &hashed_claim(&"cd".repeat(32))))
+        .await;
+    assert!(processing_token(&outcome.unwrap()).is_some());
+    assert_eq!(
+        names(&seen),
+        ["EVALSHA"],
+        "mismatch (decided by the caller on the record returned): {seen:#?}"
+    );
+
+    let (fence, seen) = monitor
+        .commands_during(store.complete(key, &first.token, &response("{}"), HOUR))
+        .await;
+    assert_eq!(fence.unwrap(), Fence::Applied);
+    assert_eq!(names(&seen), ["EVALSHA"], "complete: {seen:#?}");
+
+    let (outcome, seen) = monitor
+        .commands_during(store.claim(key, &claim(MINUTE)))
+        .await;
+    assert!(matches!(
+        outcome.unwrap(),
+        ClaimOutcome::Existing(Record::Completed(_))
+    ));
+    assert_eq!(
+        names(&seen),
+        ["EVALSHA"],
+        "claim of a completed key (replay): {seen:#?}"
+    );
+
+    let other = claim(MINUTE);
+    store
+        .claim("idempotency:orders:released", &other)
+        .await
+        .unwrap();
+    let (fence, seen) = monitor
+        .commands_during(store.release("idempotency:orders:released", &other.token))
+        .await;
+    assert_eq!(fence.unwrap(), Fence::Applied);
+    assert_eq!(names(&seen), ["EVALSHA"], "release: {seen:#?}");
+    println!("claim, conflict, mismatch, complete, replay, release: 1 command each (EVALSHA)");
+}
+
+#[tokio::test]
+async fn a_forgotten_script_is_sent_again_once() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let mut monitor = Monitor::start(&server).await;
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query::<()>(&mut server.connection())
+        .unwrap();
+
+    let (outcome, seen) = monitor
+        .commands_during(store.claim("idempotency:x:1", &claim(MINUTE)))
+        .await;
+    assert!(is_claimed(&outcome.unwrap()));
+    assert_eq!(
+        names(&seen),
+        ["EVALSHA", "EVAL"],
+        "NOSCRIPT, then the source once: {seen:#?}"
+    );
+    let (outcome, seen) = monitor
+        .commands_during(store.claim("idempotency:x:2", &claim(MINUTE)))
+        .await;
+    assert!(is_claimed(&outcome.unwrap()));
+    assert_eq!(names(&seen), ["EVALSHA"], "cached again by EVAL: {seen:#?}");
+}
+
+/// Claims fresh keys until one succeeds; returns how long that took.
+async fn time_to_resume(store: &RedisStore, within: Duration) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut failures = 0;
+    loop {
+        match store
+            .claim(
+                &format!("idempotency:resume:{}", Token::generate().as_str()),
+                &claim(MINUTE),
+            )
+            .await
+        {
+            Ok(outcome) => {
+                assert!(is_claimed(&outcome));
+                return (start.elapsed(), failures);
+            }
+            Err(_) => failures += 1,
+        }
+        assert!(
+            start.elapsed() < within,
+            "the store did not resume within {within:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_fails_fast() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let start = Instant::now();
+    let result = RedisStore::connect(&url).await;
+    let elapsed = start.elapsed();
+    println!(
+        "connect to a closed port: error after {elapsed:?}: {:?}",
+        result.as_ref().err()
+    );
+    assert!(result.is_err());
+    assert!(elapsed < Duration::from_millis(750), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() {
+    let mut server = RedisServer::start();
+    let store = connect(&server).await;
+    let timeout = RedisOptions::default().timeout;
+    assert!(is_claimed(
+        &store
+            .claim("idempotency:k:warm", &claim(MINUTE))
+            .await
+            .unwrap()
+    ));
+
+    server.kill();
+    let mut slowest = Duration::ZERO;
+    for i in 0..5 {
+        let start = Instant::now();
+        let result = store
+            .claim(&format!("idempotency:k:down-{i}"), &claim(MINUTE))
+            .await;
+        let elapsed = start.elapsed();
+        println!(
+            "killed: claim {i} failed after {elapsed:?}: {}",
+            result
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+        assert!(result.is_err());
+        slowest = slowest.max(elapsed);
+    }
+    assert!(
+        slowest < timeout + Duration::from_millis(100),
+        "slowest failing claim: {slowest:?}"
+    );
+
+    // Recovery under traffic: claims run back to back from the restart on.
+    server.restart();
+    let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
+    println!("killed: resumed {resumed:?} after the restart ({failures} failed claims meanwhile)");
+    assert!(resumed < Duration::from_secs(2), "{resumed:?}");
+
+    // Recovery without traffic: a longer outage nobody asks about, then one call.
+    server.kill();
+    assert!(
+        store
+            .claim("idempotency:k:noticed", &claim(MINUTE))
+            .await
+            .is_err()
+    );
+    // The outage has to last for a while (several reconnection attempts) for this case.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.restart();
+    let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
+    println!(
+        "killed 2 s, idle: resumed {resumed:?} after the restart ({failures} failed claims meanwhile)"
+    );
+    assert!(resumed < Duration::from_secs(2), "{resumed:?}");
+}
+
+#[tokio::test]
+async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let timeout = RedisOptions::default().timeout;
+    assert!(is_claimed(
+        &store
+            .claim("idempotency:f:warm", &claim(MINUTE))
+            .await
+            .unwrap()
+    ));
+
+    server.pause();
+    let late = claim(MINUTE);
+    let start = Instant::now();
+    let result = store.claim("idempotency:f:late", &late).await;
+    let elapsed = start.elapsed();
+    println!(
+        "SIGSTOP: claim failed after {elapsed:?}: {}",
+        result
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    );
+    assert!(result.is_err());
+    assert!(
+        elapsed >= timeout && elapsed < timeout + Duration::from_millis(100),
+        "{elapsed:?}"
+    );
+    let start = Instant::now();
+    let result = store
+        .complete(
+            "idempotency:f:warm",
+            &Token::generate(),
+            &response("{}"),
+            HOUR,
+        )
+        .await;
+    println!("SIGSTOP: complete failed after {:?}", start.elapsed());
+    assert!(result.is_err());
+
+    server.resume();
+    let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
+    println!("SIGCONT: resumed {resumed:?} after the thaw ({failures} failed claims meanwhile)");
+    assert!(resumed < Duration::from_secs(1), "{resumed:?}");
+    // The claim that timed out was still delivered once Redis thawed (hence the engine's
+    // fenced release of late claims).
+    assert_eq!(
+        raw_get(&server, "idempotency:f:late").unwrap(),
+        late.to_processing().to_json()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_store_claims_completes_replays_and_fences() {
+    let cluster = RedisCluster::start(3);
+    let store = RedisClusterStore::connect(cluster.urls())
+        .await
+        .unwrap_or_else(|e| panic!("connect to the cluster: {e}"));
+    for i in 0..30 {
+        let key = format!("idempotency:orders:cluster-{i}");
+        let owner = claim(MINUTE);
+        let stranger = claim(MINUTE);
+        assert!(
+            is_claimed(&store.claim(&key, &owner).await.unwrap()),
+            "{key}"
+        );
+        assert_eq!(
+            processing_token(&store.claim(&key, &stranger).await.unwrap()),
+            Some(&owner.token)
+        );
+        assert_eq!(
+            store
+                .complete(&key, &stranger.token, &response("{}"), HOUR)
+                .await
+                .unwrap(),
+            Fence::Refused
+        );
+        assert_eq!(
+            store.release(&key, &stranger.token).await.unwrap(),
+            Fence::Refused
+        );
+        assert_eq!(
+            store
+                .complete(&key, &owner.token, &response(r#"{"ok":1}"#), HOUR)
+                .await
+                .unwrap(),
+            Fence::Applied
+        );
+        match store.claim(&key, &stranger).await.unwrap() {
+            ClaimOutcome::Existing(Record::Completed(r)) => assert_eq!(&r.body[..], br#"{"ok":1}"#),
+            other => panic!("expected the completed record on {key}, got {other:?}"),
+        }
+        assert_eq!(
+            store.release(&key, &owner.token).await.unwrap(),
+            Fence::Refused
+        );
+    }
+    // The keys landed on every master.
+    let mut holders = HashSet::new();
+    for node in cluster.nodes() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("idempotency:*")
+            .query(&mut node.connection())
+            .unwrap();
+        if !keys.is_empty() {
+            holders.insert(node.port());
+        }
+        println!("cluster node {}: {} keys", node.port(), keys.len());
+    }
+    assert_eq!(holders.len(), 3, "keys spread over the 3 masters");
+
+    let store: Arc<dyn IdempotencyStore> = Arc::new(store);
+    let other: Arc<dyn IdempotencyStore> =
+        Arc::new(RedisClusterStore::connect(cluster.urls()).await.unwrap());
+    for round in 0..5 {
+        race(
+            &[store.clone(), other.clone()],
+            &format!("idempotency:race:cluster-{round}"),
+        )
+        .await;
+    }
+}

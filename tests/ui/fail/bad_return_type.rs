@@ -1,0 +1,17 @@
+use axum::routing::post;
+use axum::Router;
+use idempotent_runtime::{Idempotency, idempotent};
+
+struct NotAResponse;
+
+#[idempotent]
+async fn handler(body: String) -> NotAResponse {
+    let _ = body;
+    NotAResponse
+}
+
+fn main() {
+    let _app: Router = Router::new()
+        .route("/", post(handler))
+        .layer(Idempotency::memory());
+}

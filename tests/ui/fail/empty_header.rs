@@ -1,0 +1,6 @@
+use idempotent_runtime::idempotent;
+
+#[idempotent(header = "")]
+async fn handler() {}
+
+fn main() {}

@@ -1,0 +1,31 @@
+use axum::routing::post;
+use axum::{Json, Router};
+use idempotent_runtime::{Idempotency, idempotent};
+
+#[idempotent(
+    key_prefix = "billing",
+    ttl = "1h 30m",
+    include_body = true,
+    mandatory = false,
+    header = "X-Idempotency-Key",
+    lock_ttl = "30s",
+    fail_open = false,
+    on_conflict = "wait",
+    max_wait = "5s",
+    crate = "::idempotent_runtime",
+)]
+async fn charge(Json(body): Json<serde_json::Value>) -> Json<serde_json::Value> {
+    Json(body)
+}
+
+#[idempotent(on_conflict = "reject", lock_ttl = "1m")]
+async fn refund(body: String) -> String {
+    body
+}
+
+fn main() {
+    let _app: Router = Router::new()
+        .route("/charges", post(charge))
+        .route("/refunds", post(refund))
+        .layer(Idempotency::memory());
+}
