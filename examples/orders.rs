@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 #[derive(Clone, Default)]
-struct AppState {
+pub(crate) struct AppState {
     ids: Arc<AtomicU64>,
     orders: Arc<AtomicU64>,
     payments: Arc<AtomicU64>,
@@ -88,7 +88,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
-fn app(idempotency: Idempotency, state: AppState) -> Router {
+pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
     Router::new()
         .route("/orders", post(create_order))
         .route("/payments", post(create_payment))

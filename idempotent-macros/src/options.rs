@@ -395,10 +395,8 @@ fn boolean(name: &str, value: &Expr) -> syn::Result<bool> {
 fn key_prefix(name: &str, value: &Expr) -> syn::Result<String> {
     let lit = string(name, value, r#"a string, e.g. `key_prefix = "orders"`"#)?;
     let prefix = lit.value();
-    let message = if let Some(c) = prefix.chars().find(|c| matches!(c, ':' | '|')) {
-        format!(
-            "`key_prefix` must not contain `{c}`: `:` and `|` separate the parts of the store key `idempotency:{{key_prefix}}:{{key}}`"
-        )
+    let message = if prefix.contains([':', '|']) {
+        "`key_prefix` must not contain `:` or `|`: they separate the parts of the store key `idempotency:{key_prefix}:{key}`".to_owned()
     } else if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         "`key_prefix` must not contain whitespace or control characters".to_owned()
     } else {
@@ -426,7 +424,7 @@ fn header(name: &str, value: &Expr) -> syn::Result<String> {
         Err(_) => Err(syn::Error::new(
             lit.span(),
             format!(
-                "`header` is not a valid HTTP header name: {header:?}; use letters, digits and `!#$%&'*+-.^_`|~`, e.g. \"X-Idempotency-Key\""
+                "`header` is not a valid HTTP header name: {header:?}; a header name is made of letters, digits and any of !#$%&'*+-.^_`|~ (no spaces), e.g. \"X-Idempotency-Key\""
             ),
         )),
     }
@@ -906,9 +904,9 @@ mod tests {
         );
         assert!(
             error(quote!(key_prefix = "orders:v2"))
-                .starts_with("`key_prefix` must not contain `:`")
+                .starts_with("`key_prefix` must not contain `:` or `|`")
         );
-        assert!(error(quote!(key_prefix = "a|b")).starts_with("`key_prefix` must not contain `|`"));
+        assert!(error(quote!(key_prefix = "a|b")).starts_with("`key_prefix` must not contain `:` or `|`"));
         assert_eq!(
             error(quote!(key_prefix = "my orders")),
             "`key_prefix` must not contain whitespace or control characters"
