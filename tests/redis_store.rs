@@ -602,12 +602,33 @@ async fn connecting_to_nothing_fails_fast() {
     let start = Instant::now();
     let result = RedisStore::connect(&url).await;
     let elapsed = start.elapsed();
-    println!(
-        "connect to a closed port: error after {elapsed:?}: {:?}",
-        result.as_ref().err()
-    );
-    assert!(result.is_err());
-    assert!(elapsed < Duration::from_millis(750), "{elapsed:?}");
+    let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+    println!("connect to a closed port: error after {elapsed:?}: {error}");
+    assert!(error.contains("refused"), "the cause is reported: {error}");
+    assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
+
+    let start = Instant::now();
+    let result = RedisClusterStore::connect([url.as_str()]).await;
+    let elapsed = start.elapsed();
+    let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+    println!("cluster connect to a closed port: error after {elapsed:?}: {error}");
+    assert!(!error.is_empty());
+    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn connecting_to_a_frozen_server_fails_within_the_deadline() {
+    let server = RedisServer::start();
+    server.pause();
+    let start = Instant::now();
+    let result = RedisStore::connect(&server.url()).await;
+    let elapsed = start.elapsed();
+    let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+    println!("connect to a frozen server: error after {elapsed:?}: {error}");
+    let options = RedisOptions::default();
+    assert!(!error.is_empty());
+    assert!(elapsed < options.connection_timeout + options.timeout + Duration::from_millis(100), "{elapsed:?}");
+    server.resume();
 }
 
 #[tokio::test]

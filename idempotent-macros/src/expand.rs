@@ -103,6 +103,8 @@ pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
             #(#extractor_bounds)*
         {
             #(#inner_attrs)*
+            // A handler is `async` whether or not its body awaits.
+            #[allow(clippy::unused_async)]
             #sig #block
 
             static __IDEMPOTENT_OPTIONS: #private::Options = #options;

@@ -55,10 +55,7 @@ pub(crate) fn parse(item: TokenStream) -> syn::Result<Handler> {
         }
     }
 
-    let (outer_attrs, inner_attrs) = function
-        .attrs
-        .into_iter()
-        .partition(|attr| is_outer_attr(attr));
+    let (outer_attrs, inner_attrs) = function.attrs.into_iter().partition(is_outer_attr);
     errors.finish(Handler {
         outer_attrs,
         inner_attrs,

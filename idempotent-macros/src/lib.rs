@@ -50,7 +50,8 @@ use proc_macro::TokenStream;
 /// | `max_wait` | with `on_conflict = "wait"`: how long to wait, as a duration string | `"10s"` |
 /// | `crate` | path of the runtime crate, if it is renamed: `crate = "idem"` | `"::idempotent_runtime"` |
 ///
-/// Durations are whole milliseconds; a duration must be at least `1ms`.
+/// Durations are kept in whole milliseconds (finer parts are dropped); each must be at least
+/// `1ms`.
 ///
 /// Spring's `@Idempotent(keyPrefix = "orders", ttl = 24, timeUnit = TimeUnit.HOURS)` reads
 /// `#[idempotent(key_prefix = "orders", ttl = 24, time_unit = "HOURS")]`.
@@ -62,34 +63,58 @@ use proc_macro::TokenStream;
 /// the last one `FromRequest`. Argument types must be named: `impl Trait` arguments are not
 /// supported. Any return type implementing `IntoResponse` works.
 ///
+/// Doc comments, `#[cfg]` and `#[deprecated]` stay on the routed function; other attributes,
+/// such as `#[tracing::instrument]` or lint levels, apply to the body as before.
+///
 /// A generic handler keeps its type parameters first; route it with the two extra parameters
 /// inferred: `post(handler::<MyRepo, _, _>)` (or `handler::<MyRepo, _>` without arguments).
 ///
 /// # Equivalent code without the macro
 ///
-/// The attribute turns the function into a plain function taking the whole request, which runs
-/// the original body under the idempotency protocol. The example above becomes, in essence:
+/// The attribute turns the function into a plain function of the same name and visibility that
+/// takes the whole request and returns the response future. The original function is kept
+/// inside it, unchanged, and run by the runtime with its extractors applied as axum applies
+/// them. The example above becomes, in essence (with `K` the runtime crate):
 ///
 /// ```ignore
-/// async fn create_order<S, M>(input: __private::Input<S, M>) -> Response
+/// fn create_order<S, M>(input: K::__private::Input<S, M>) -> impl Future<Output = Response> + Send + 'static
 /// where
+///     S: Clone + Send + Sync + 'static,
+///     M: 'static,
 ///     State<Db>: FromRequestParts<S>,
 ///     Json<NewOrder>: FromRequest<S, M>,
 /// {
-///     async fn handler(State(db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
+///     async fn create_order(State(db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
 ///         // business logic, unchanged
 ///     }
-///     static OPTIONS: __private::Options = /* the validated options */;
-///     __private::run(input, &OPTIONS, |request, state| async move {
-///         // run the extractors on `request`, answering their rejection if one fails
+///     static OPTIONS: K::__private::Options = K::__private::Options::new(
+///         "orders",                                  // key_prefix
+///         HeaderName::from_static("idempotency-key"), // header
+///         Duration::from_millis(86_400_000),         // ttl
+///         Duration::from_millis(60_000),             // lock_ttl
+///         true,                                      // include_body
+///         true,                                      // mandatory
+///         true,                                      // fail_open
+///         None,                                      // max_wait, with on_conflict = "wait"
+///     );
+///     K::__private::run(input, &OPTIONS, |request: Request, state: S| async move {
 ///         let (mut parts, body) = request.into_parts();
-///         let db = State::<Db>::from_request_parts(&mut parts, &state).await?;
-///         let req = Json::<NewOrder>::from_request(Request::from_parts(parts, body), &state).await?;
-///         handler(db, req).await.into_response()
+///         let db = match State::<Db>::from_request_parts(&mut parts, &state).await {
+///             Ok(value) => value,
+///             Err(rejection) => return rejection.into_response(),
+///         };
+///         let request = Request::from_parts(parts, body);
+///         let req = match Json::<NewOrder>::from_request(request, &state).await {
+///             Ok(value) => value,
+///             Err(rejection) => return rejection.into_response(),
+///         };
+///         create_order(db, req).await.into_response()
 ///     })
-///     .await
 /// }
 /// ```
+///
+/// `S` (the router's state) and `M` (axum's marker for the last extractor) are inferred by
+/// axum when the function is routed, as for any handler.
 #[proc_macro_attribute]
 pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

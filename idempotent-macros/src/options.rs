@@ -906,7 +906,10 @@ mod tests {
             error(quote!(key_prefix = "orders:v2"))
                 .starts_with("`key_prefix` must not contain `:` or `|`")
         );
-        assert!(error(quote!(key_prefix = "a|b")).starts_with("`key_prefix` must not contain `:` or `|`"));
+        assert!(
+            error(quote!(key_prefix = "a|b"))
+                .starts_with("`key_prefix` must not contain `:` or `|`")
+        );
         assert_eq!(
             error(quote!(key_prefix = "my orders")),
             "`key_prefix` must not contain whitespace or control characters"

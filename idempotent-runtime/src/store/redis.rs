@@ -108,7 +108,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{AsyncConnectionConfig, Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
 
 use super::{
     Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
@@ -209,6 +209,17 @@ impl RedisStore {
         client: redis::Client,
         options: RedisOptions,
     ) -> Result<Self, StoreError> {
+        let deadline = options.connection_timeout + options.timeout;
+        // One plain attempt first: it loads the scripts and, if Redis is unreachable, fails
+        // at once with the cause (the manager below would keep retrying until the deadline).
+        let probe = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.connection_timeout))
+            .set_response_timeout(Some(options.timeout));
+        within(deadline, "redis: cannot connect", async {
+            let mut conn = client.get_multiplexed_async_connection_with_config(&probe).await?;
+            load_scripts(&mut conn).await
+        })
+        .await?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.timeout))
             .set_connection_timeout(Some(options.connection_timeout))
@@ -216,17 +227,19 @@ impl RedisStore {
             .set_max_delay(options.reconnect_max_delay)
             .set_exponent_base(2.0)
             .set_number_of_retries(RECONNECT_ATTEMPTS);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::with_source("redis: invalid connection settings", e))?;
-        let backend = Backend {
-            conn,
-            timeout: options.timeout,
-        };
-        backend
-            .preload(options.connection_timeout + options.timeout)
-            .await?;
+        let conn = within(
+            deadline,
+            "redis: cannot connect",
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await?;
         tracing::info!("idempotency: connected to redis");
-        Ok(Self { backend })
+        Ok(Self {
+            backend: Backend {
+                conn,
+                timeout: options.timeout,
+            },
+        })
     }
 }
 
@@ -285,22 +298,19 @@ impl RedisClusterStore {
             .build()
             .map_err(|e| StoreError::with_source("redis cluster: invalid settings", e))?;
         let deadline = options.connection_timeout + options.timeout;
-        let conn = match tokio::time::timeout(deadline, client.get_async_connection()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(StoreError::with_source("redis cluster: cannot connect", e)),
-            Err(_) => {
-                return Err(StoreError::new(format!(
-                    "redis cluster: no answer within {deadline:?}"
-                )));
-            }
-        };
-        let backend = Backend {
-            conn,
-            timeout: options.timeout,
-        };
-        backend.preload(deadline).await?;
+        let conn = within(deadline, "redis cluster: cannot connect", async {
+            let mut conn = client.get_async_connection().await?;
+            load_scripts(&mut conn).await?;
+            Ok(conn)
+        })
+        .await?;
         tracing::info!("idempotency: connected to redis cluster");
-        Ok(Self { backend })
+        Ok(Self {
+            backend: Backend {
+                conn,
+                timeout: options.timeout,
+            },
+        })
     }
 }
 
@@ -554,25 +564,28 @@ where
             other => other,
         }
     }
+}
 
-    /// Load the scripts (on every node of a cluster), so that calls are one `EVALSHA` each.
-    async fn preload(&self, deadline: Duration) -> Result<(), StoreError> {
-        let load = async {
-            let mut conn = self.conn.clone();
-            for script in [&*CLAIM, &*COMPLETE, &*RELEASE] {
-                let mut cmd = redis::cmd("SCRIPT");
-                cmd.arg("LOAD").arg(script.source);
-                cmd.query_async::<Value>(&mut conn).await?;
-            }
-            Ok::<(), RedisError>(())
-        };
-        match tokio::time::timeout(deadline, load).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::with_source("redis: cannot connect", e)),
-            Err(_) => Err(StoreError::new(format!(
-                "redis: no answer within {deadline:?}"
-            ))),
-        }
+/// Load the scripts (on every node of a cluster), so that calls are one `EVALSHA` each.
+async fn load_scripts(conn: &mut impl ConnectionLike) -> Result<(), RedisError> {
+    for script in [&*CLAIM, &*COMPLETE, &*RELEASE] {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(script.source);
+        cmd.query_async::<Value>(conn).await?;
+    }
+    Ok(())
+}
+
+/// `work` bounded by `deadline`; its failure (or the deadline) as a `StoreError`.
+async fn within<T>(
+    deadline: Duration,
+    what: &'static str,
+    work: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(StoreError::with_source(what, e)),
+        Err(_) => Err(StoreError::new(format!("{what}: no answer within {deadline:?}"))),
     }
 }
 

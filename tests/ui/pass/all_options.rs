@@ -12,7 +12,7 @@ use idempotent_runtime::{Idempotency, idempotent};
     fail_open = false,
     on_conflict = "wait",
     max_wait = "5s",
-    crate = "::idempotent_runtime",
+    crate = "::idempotent_runtime"
 )]
 async fn charge(Json(body): Json<serde_json::Value>) -> Json<serde_json::Value> {
     Json(body)

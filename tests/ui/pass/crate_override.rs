@@ -1,7 +1,7 @@
 extern crate idempotent_runtime as idem;
 
-use axum::routing::post;
 use axum::Router;
+use axum::routing::post;
 use idem::{Idempotency, idempotent};
 
 mod runtime {

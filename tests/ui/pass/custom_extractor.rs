@@ -1,8 +1,8 @@
+use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::post;
-use axum::Router;
 use idempotent_runtime::{Idempotency, idempotent};
 
 /// A value read from the request head.
@@ -16,7 +16,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
             .headers
             .get("x-tenant")
             .and_then(|value| value.to_str().ok())
-            .map(|tenant| Tenant(tenant.to_owned()))
+            .map(|tenant| Self(tenant.to_owned()))
             .ok_or((StatusCode::BAD_REQUEST, "missing tenant"))
     }
 }
@@ -31,7 +31,7 @@ impl<S: Send + Sync> FromRequest<S> for Upper {
         let text = String::from_request(request, state)
             .await
             .map_err(|_| StatusCode::BAD_REQUEST)?;
-        Ok(Upper(text.to_uppercase()))
+        Ok(Self(text.to_uppercase()))
     }
 }
 

@@ -36,7 +36,7 @@ impl Repo for MemoryRepo {
 
 /// A handler generic over its repository.
 #[idempotent(key_prefix = "saved")]
-async fn save<R: Repo>(State(repo): State<R>, Json(value): Json<serde_json::Value>) -> String
+async fn save<R>(State(repo): State<R>, Json(value): Json<serde_json::Value>) -> String
 where
     R: Repo,
 {

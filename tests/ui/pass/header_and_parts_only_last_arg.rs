@@ -1,7 +1,7 @@
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::post;
-use axum::Router;
 use idempotent_runtime::{Idempotency, idempotent};
 
 #[derive(Clone)]

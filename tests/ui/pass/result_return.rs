@@ -17,7 +17,10 @@ struct Receipt {
 #[idempotent(key_prefix = "payments")]
 async fn pay(Json(payment): Json<Payment>) -> Result<Json<Receipt>, (StatusCode, String)> {
     if payment.amount <= 0 {
-        return Err((StatusCode::BAD_REQUEST, "amount must be positive".to_owned()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "amount must be positive".to_owned(),
+        ));
     }
     Ok(Json(Receipt { id: 1 }))
 }

@@ -1,5 +1,5 @@
-use axum::routing::post;
 use axum::Router;
+use axum::routing::post;
 use idempotent_runtime::{Idempotency, idempotent};
 
 // As ported from Spring's `@Idempotent(keyPrefix = "orders", ttl = 24, timeUnit = TimeUnit.HOURS)`.

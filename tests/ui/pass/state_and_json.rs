@@ -15,9 +15,17 @@ struct NewOrder {
 }
 
 /// Creates an order.
-#[idempotent(key_prefix = "orders", ttl = "24h", include_body = true, mandatory = true)]
+#[idempotent(
+    key_prefix = "orders",
+    ttl = "24h",
+    include_body = true,
+    mandatory = true
+)]
 pub async fn create_order(State(_db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
-    (StatusCode::CREATED, Json(serde_json::json!({ "id": 1, "amount": req.amount })))
+    (
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": 1, "amount": req.amount })),
+    )
 }
 
 fn main() {
