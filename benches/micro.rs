@@ -199,7 +199,12 @@ fn memory_store(c: &mut Criterion) {
 
     group.bench_function("claim/fresh_key", |b| {
         b.to_async(&rt).iter_batched(
-            || (fresh_key(), Claim::new(Token::generate(), fingerprint.clone(), LOCK_TTL)),
+            || {
+                (
+                    fresh_key(),
+                    Claim::new(Token::generate(), fingerprint.clone(), LOCK_TTL),
+                )
+            },
             |(key, claim)| {
                 let store = &store;
                 async move {
@@ -217,7 +222,12 @@ fn memory_store(c: &mut Criterion) {
     };
     group.bench_function("claim_then_complete/fresh_key", |b| {
         b.to_async(&rt).iter_batched(
-            || (fresh_key(), Claim::new(Token::generate(), fingerprint.clone(), LOCK_TTL)),
+            || {
+                (
+                    fresh_key(),
+                    Claim::new(Token::generate(), fingerprint.clone(), LOCK_TTL),
+                )
+            },
             |(key, claim)| {
                 let (store, response) = (&store, &response);
                 async move {

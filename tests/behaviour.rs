@@ -1,4 +1,6 @@
-//! Every row of the behaviour table (CONTRACT §3) on the in-memory store, over real HTTP.
+//! Every row of the behaviour table on the in-memory store, over real HTTP (the README's behaviour table).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
 
 mod support;
 

@@ -1,4 +1,6 @@
-//! The example service of CONTRACT §7, driven over HTTP exactly as its clients drive it.
+//! The orders example, driven over HTTP exactly as its clients drive it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
 
 #[allow(dead_code)]
 #[path = "../examples/orders.rs"]
@@ -10,7 +12,11 @@ use serde_json::{Value, json};
 use support::app::{Server, client};
 
 async fn start() -> Server {
-    Server::start(orders::app(Idempotency::memory(), orders::AppState::default())).await
+    Server::start(orders::app(
+        Idempotency::memory(),
+        orders::AppState::default(),
+    ))
+    .await
 }
 
 async fn stats(server: &Server) -> Value {
@@ -44,12 +50,26 @@ async fn orders_are_created_once_and_replayed() {
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(replay.json::<Value>().await.unwrap(), first);
 
-    assert_eq!(post("o-1", json!({"amount": 43})).await.unwrap().status(), 422);
+    assert_eq!(
+        post("o-1", json!({"amount": 43})).await.unwrap().status(),
+        422
+    );
     // amount <= 0 is a 400 that is not cached: the retry runs again.
-    assert_eq!(post("o-2", json!({"amount": 0})).await.unwrap().status(), 400);
-    assert_eq!(post("o-2", json!({"amount": 0})).await.unwrap().status(), 400);
+    assert_eq!(
+        post("o-2", json!({"amount": 0})).await.unwrap().status(),
+        400
+    );
+    assert_eq!(
+        post("o-2", json!({"amount": 0})).await.unwrap().status(),
+        400
+    );
     // Rejected before the body runs: missing key, and a body the extractor refuses.
-    let no_key = http.post(server.url("/orders")).json(&json!({"amount": 1})).send().await.unwrap();
+    let no_key = http
+        .post(server.url("/orders"))
+        .json(&json!({"amount": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_key.status(), 400);
     let bad_body = post("o-3", json!({"amount": "many"})).await.unwrap();
     assert!(bad_body.status().is_client_error());
@@ -61,22 +81,44 @@ async fn orders_are_created_once_and_replayed() {
 async fn payments_and_notifications() {
     let server = start().await;
     let http = client();
-    let pay = || http.post(server.url("/payments")).header("Idempotency-Key", "p-1").send();
+    let pay = || {
+        http.post(server.url("/payments"))
+            .header("Idempotency-Key", "p-1")
+            .send()
+    };
     let first = pay().await.unwrap();
     assert_eq!(first.status(), 201);
     let id = first.json::<Value>().await.unwrap()["id"].clone();
     let again = pay().await.unwrap();
     assert_eq!(again.json::<Value>().await.unwrap()["id"], id);
-    assert_eq!(http.post(server.url("/payments")).send().await.unwrap().status(), 400);
+    assert_eq!(
+        http.post(server.url("/payments"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
 
     // Notifications: the key is optional.
     for _ in 0..2 {
-        let sent = http.post(server.url("/notifications")).send().await.unwrap();
+        let sent = http
+            .post(server.url("/notifications"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(sent.status(), 200);
     }
-    let keyed = || http.post(server.url("/notifications")).header("Idempotency-Key", "n-1").send();
+    let keyed = || {
+        http.post(server.url("/notifications"))
+            .header("Idempotency-Key", "n-1")
+            .send()
+    };
     assert_eq!(keyed().await.unwrap().status(), 200);
-    assert_eq!(keyed().await.unwrap().headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        keyed().await.unwrap().headers()["idempotent-replayed"],
+        "true"
+    );
 
     assert_eq!(
         stats(&server).await,

@@ -1,6 +1,8 @@
 //! Hostile input over the whole stack: arbitrary key headers never crash a request, and
 //! request and response bodies never reach the logs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
+
 mod support;
 
 use std::io::Write;
@@ -35,7 +37,9 @@ fn request(key: Option<&[u8]>, body: &str) -> Request<Body> {
     if let Some(key) = key {
         builder = builder.header("idempotency-key", key);
     }
-    builder.body(Body::from(body.to_owned())).expect("a valid request")
+    builder
+        .body(Body::from(body.to_owned()))
+        .expect("a valid request")
 }
 
 proptest! {
@@ -102,21 +106,28 @@ async fn logs_never_contain_bodies() {
     let app = app(Idempotency::new(store).max_response_size(64));
     let secret = "SECRET-BODY-4242";
     let cases: [(&[u8], String); 6] = [
-        (b"k1", format!("{secret}")),                // runs, stored
-        (b"k1", format!("{secret}")),                // replayed
-        (b"k1", format!("{secret} other")),          // 422
-        (b"k2", format!("FAIL {secret}")),           // non-2xx, released
-        (b"k3", format!("PANIC {secret}")),          // panics, released
+        (b"k1", format!("{secret}")),                    // runs, stored
+        (b"k1", format!("{secret}")),                    // replayed
+        (b"k1", format!("{secret} other")),              // 422
+        (b"k2", format!("FAIL {secret}")),               // non-2xx, released
+        (b"k3", format!("PANIC {secret}")),              // panics, released
         (b"k4", format!("{secret}{}", "x".repeat(100))), // too large to store
     ];
     let mut statuses = Vec::new();
     for (key, body) in cases {
-        let response = app.clone().oneshot(request(Some(key), &body)).await.unwrap();
+        let response = app
+            .clone()
+            .oneshot(request(Some(key), &body))
+            .await
+            .unwrap();
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [201, 201, 422, 400, 500, 201]);
     let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("panicked"), "the logs were captured: {logs}");
     assert!(logs.contains("too large"), "the logs were captured: {logs}");
-    assert!(!logs.contains(secret), "a body leaked into the logs:\n{logs}");
+    assert!(
+        !logs.contains(secret),
+        "a body leaked into the logs:\n{logs}"
+    );
 }

@@ -627,7 +627,10 @@ async fn connecting_to_a_frozen_server_fails_within_the_deadline() {
     println!("connect to a frozen server: error after {elapsed:?}: {error}");
     let options = RedisOptions::default();
     assert!(!error.is_empty());
-    assert!(elapsed < options.connection_timeout + options.timeout + Duration::from_millis(100), "{elapsed:?}");
+    assert!(
+        elapsed < options.connection_timeout + options.timeout + Duration::from_millis(100),
+        "{elapsed:?}"
+    );
     server.resume();
 }
 

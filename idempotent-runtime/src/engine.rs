@@ -369,24 +369,30 @@ async fn release(inner: &Inner, owner: &Owner) {
 }
 
 /// A claim that timed out may land in the store later, and would then block the key's
-/// retries until `lock_ttl`. Keep trying a fenced release in the background until the store
-/// answers or the lock would have expired anyway.
+/// retries until `lock_ttl`. Keep trying a fenced release in the background: until it is
+/// applied, or the store has answered a few times (a claim stuck on an abandoned connection
+/// can still be processed shortly after the store resumes), or the lock would have expired
+/// anyway.
 fn release_late_claim(inner: Arc<Inner>, key: String, token: Token, lock_ttl: Duration) {
+    const ANSWERS: u32 = 3;
     tokio::spawn(async move {
         let give_up = Instant::now() + lock_ttl;
         let mut pause = Duration::from_millis(100);
+        let mut answers = 0;
         loop {
-            match tokio::time::timeout(inner.store_timeout, inner.store.release(&key, &token)).await
-            {
-                Ok(Ok(fence)) => {
-                    if fence == Fence::Applied {
-                        tracing::info!(
-                            "idempotency: released a claim that reached the store after its deadline"
-                        );
-                    }
+            let released =
+                tokio::time::timeout(inner.store_timeout, inner.store.release(&key, &token)).await;
+            if let Ok(Ok(fence)) = released {
+                if fence == Fence::Applied {
+                    tracing::info!(
+                        "idempotency: released a claim that reached the store after its deadline"
+                    );
                     return;
                 }
-                Ok(Err(_)) | Err(_) => {}
+                answers += 1;
+                if answers >= ANSWERS {
+                    return;
+                }
             }
             if Instant::now() + pause >= give_up {
                 return;

@@ -1,6 +1,8 @@
 //! Property tests over hostile input: the key parser, the store-key builder and the
 //! fingerprint never panic and never confuse two different inputs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
+
 use http::{HeaderMap, HeaderValue};
 use idempotent_runtime::fingerprint::{fingerprint, sha256_hex};
 use idempotent_runtime::key::{self, KeyError, MAX_KEY_LEN};
@@ -147,9 +149,8 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     leaf.prop_recursive(3, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
-            prop::collection::vec((tricky_string(8), inner), 0..6).prop_map(|entries| {
-                serde_json::Value::Object(entries.into_iter().collect())
-            }),
+            prop::collection::vec((tricky_string(8), inner), 0..6)
+                .prop_map(|entries| { serde_json::Value::Object(entries.into_iter().collect()) }),
         ]
     })
 }

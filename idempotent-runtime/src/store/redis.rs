@@ -216,7 +216,9 @@ impl RedisStore {
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.timeout));
         within(deadline, "redis: cannot connect", async {
-            let mut conn = client.get_multiplexed_async_connection_with_config(&probe).await?;
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&probe)
+                .await?;
             load_scripts(&mut conn).await
         })
         .await?;
@@ -585,7 +587,9 @@ async fn within<T>(
     match tokio::time::timeout(deadline, work).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(StoreError::with_source(what, e)),
-        Err(_) => Err(StoreError::new(format!("{what}: no answer within {deadline:?}"))),
+        Err(_) => Err(StoreError::new(format!(
+            "{what}: no answer within {deadline:?}"
+        ))),
     }
 }
 
