@@ -1,4 +1,4 @@
-//! Every row of the behaviour table on the in-memory store, over real HTTP (the README's behaviour table).
+//! Every row of the README's behaviour table on the in-memory store, over real HTTP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
 

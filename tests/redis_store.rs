@@ -302,14 +302,17 @@ async fn race(stores: &[Arc<dyn IdempotencyStore>], key: &str) {
             let key = key.to_owned();
             tokio::spawn(async move {
                 let claim = claim(MINUTE);
-                let outcome = store.claim(&key, &claim).await.unwrap();
+                let outcome = store
+                    .claim(&key, &claim)
+                    .await
+                    .unwrap_or_else(|e| panic!("claim {key}: {e}"));
                 (claim.token, outcome)
             })
         })
         .collect();
     let mut results = Vec::new();
     for task in tasks {
-        results.push(task.await.unwrap());
+        results.push(task.await.unwrap_or_else(|e| panic!("claim task: {e}")));
     }
     let winners: Vec<&Token> = results
         .iter()

@@ -384,6 +384,7 @@ fn release_late_claim(inner: Arc<Inner>, key: String, token: Token, lock_ttl: Du
                 tokio::time::timeout(inner.store_timeout, inner.store.release(&key, &token)).await;
             if let Ok(Ok(fence)) = released {
                 if fence == Fence::Applied {
+                    Metrics::bump(&inner.metrics.late_claims_released);
                     tracing::info!(
                         "idempotency: released a claim that reached the store after its deadline"
                     );

@@ -28,6 +28,8 @@ pub struct MetricsSnapshot {
     pub fenced_writes: u64,
     /// 2xx responses not stored because they were over the size limit.
     pub oversized_responses: u64,
+    /// Claims that reached the store after their deadline and were then released.
+    pub late_claims_released: u64,
 }
 
 #[derive(Debug)]
@@ -42,6 +44,7 @@ pub(crate) struct Metrics {
     pub(crate) fail_closed_rejections: AtomicU64,
     pub(crate) fenced_writes: AtomicU64,
     pub(crate) oversized_responses: AtomicU64,
+    pub(crate) late_claims_released: AtomicU64,
     started: Instant,
     last_outage_warning_ms: AtomicU64,
     suppressed_warnings: AtomicU64,
@@ -60,6 +63,7 @@ impl Default for Metrics {
             fail_closed_rejections: AtomicU64::new(0),
             fenced_writes: AtomicU64::new(0),
             oversized_responses: AtomicU64::new(0),
+            late_claims_released: AtomicU64::new(0),
             started: Instant::now(),
             last_outage_warning_ms: AtomicU64::new(u64::MAX),
             suppressed_warnings: AtomicU64::new(0),
@@ -87,6 +91,7 @@ impl Metrics {
             fail_closed_rejections: self.fail_closed_rejections.load(Relaxed),
             fenced_writes: self.fenced_writes.load(Relaxed),
             oversized_responses: self.oversized_responses.load(Relaxed),
+            late_claims_released: self.late_claims_released.load(Relaxed),
         }
     }
 
