@@ -137,7 +137,11 @@ fn fingerprints(c: &mut Criterion) {
 }
 
 fn completed_record(body: &[u8]) -> Record {
-    Record::Completed(StoredResponse::new(
+    Record::Completed(stored_response(body))
+}
+
+fn stored_response(body: &[u8]) -> StoredResponse {
+    StoredResponse::new(
         StatusCode::CREATED,
         Some(vec![
             (
@@ -148,7 +152,7 @@ fn completed_record(body: &[u8]) -> Record {
         ]),
         Bytes::copy_from_slice(body),
         Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".to_owned()),
-    ))
+    )
 }
 
 fn records(c: &mut Criterion) {
@@ -216,10 +220,7 @@ fn memory_store(c: &mut Criterion) {
         )
     });
 
-    let response = match completed_record(br#"{"id":42,"amount":100}"#) {
-        Record::Completed(response) => response,
-        Record::Processing { .. } => unreachable!(),
-    };
+    let response = stored_response(br#"{"id":42,"amount":100}"#);
     group.bench_function("claim_then_complete/fresh_key", |b| {
         b.to_async(&rt).iter_batched(
             || {

@@ -106,8 +106,8 @@ async fn logs_never_contain_bodies() {
     let app = app(Idempotency::new(store).max_response_size(64));
     let secret = "SECRET-BODY-4242";
     let cases: [(&[u8], String); 6] = [
-        (b"k1", format!("{secret}")),                    // runs, stored
-        (b"k1", format!("{secret}")),                    // replayed
+        (b"k1", secret.to_owned()),                      // runs, stored
+        (b"k1", secret.to_owned()),                      // replayed
         (b"k1", format!("{secret} other")),              // 422
         (b"k2", format!("FAIL {secret}")),               // non-2xx, released
         (b"k3", format!("PANIC {secret}")),              // panics, released

@@ -47,28 +47,6 @@ async fn connect(server: &RedisServer) -> RedisStore {
         .unwrap_or_else(|e| panic!("connect to {}: {e}", server.url()))
 }
 
-fn raw_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut server.connection())
-        .unwrap_or_else(|e| panic!("GET {key}: {e}"))
-}
-
-fn raw_pttl(server: &RedisServer, key: &str) -> i64 {
-    redis::cmd("PTTL")
-        .arg(key)
-        .query(&mut server.connection())
-        .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
-}
-
-fn raw_set(server: &RedisServer, key: &str, value: &[u8]) {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .query::<()>(&mut server.connection())
-        .unwrap_or_else(|e| panic!("SET {key}: {e}"));
-}
-
 fn is_claimed(outcome: &ClaimOutcome) -> bool {
     matches!(outcome, ClaimOutcome::Claimed)
 }
@@ -89,13 +67,13 @@ async fn claim_complete_replay() {
 
     let first = hashed_claim(&fingerprint);
     assert!(is_claimed(&store.claim(key, &first).await.unwrap()));
-    let stored = raw_get(&server, key).unwrap();
+    let stored = server.get(key).unwrap();
     assert_eq!(
         stored,
         first.to_processing().to_json(),
         "the PROCESSING record is stored verbatim"
     );
-    let pttl = raw_pttl(&server, key);
+    let pttl = server.pttl(key);
     assert!(
         pttl > 0 && pttl <= 60_000,
         "PROCESSING expires after lock_ttl: PTTL {pttl}"
@@ -137,12 +115,12 @@ async fn claim_complete_replay() {
     );
 
     // What Spring reads: its three fields, with their types.
-    let stored = raw_get(&server, key).unwrap();
+    let stored = server.get(key).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&stored).unwrap();
     assert_eq!(json["statusCode"], 201);
     assert_eq!(json["body"], r#"{"id":42}"#);
     assert_eq!(json["bodyHash"], fingerprint.as_str());
-    let pttl = raw_pttl(&server, key);
+    let pttl = server.pttl(key);
     assert!(
         pttl > HOUR.as_millis() as i64 - 60_000,
         "completed record expires after ttl: PTTL {pttl}"
@@ -175,7 +153,7 @@ async fn complete_and_release_are_fenced_by_the_token() {
         Fence::Refused
     );
     assert_eq!(
-        raw_get(&server, key).unwrap(),
+        server.get(key).unwrap(),
         owner.to_processing().to_json(),
         "untouched"
     );
@@ -184,7 +162,7 @@ async fn complete_and_release_are_fenced_by_the_token() {
         store.release(key, &owner.token).await.unwrap(),
         Fence::Applied
     );
-    assert_eq!(raw_get(&server, key), None, "released");
+    assert_eq!(server.get(key), None, "released");
     assert_eq!(
         store.release(key, &owner.token).await.unwrap(),
         Fence::Refused,
@@ -203,7 +181,7 @@ async fn complete_and_release_are_fenced_by_the_token() {
             .unwrap(),
         Fence::Applied
     );
-    let completed = raw_get(&server, key).unwrap();
+    let completed = server.get(key).unwrap();
     // A completed record is nobody's lock: it can be neither released nor overwritten.
     assert_eq!(
         store.release(key, &again.token).await.unwrap(),
@@ -223,7 +201,7 @@ async fn complete_and_release_are_fenced_by_the_token() {
             .unwrap(),
         Fence::Refused
     );
-    assert_eq!(raw_get(&server, key).unwrap(), completed);
+    assert_eq!(server.get(key).unwrap(), completed);
 }
 
 #[tokio::test]
@@ -237,7 +215,7 @@ async fn an_expired_lock_is_taken_over_and_fences_its_old_owner() {
     // Time has to pass for Redis to expire the PROCESSING record (PX lock_ttl): wait just
     // past it.
     tokio::time::sleep(lock_ttl + Duration::from_millis(50)).await;
-    assert_eq!(raw_get(&server, key), None, "expired by Redis");
+    assert_eq!(server.get(key), None, "expired by Redis");
 
     let new = claim(MINUTE);
     assert!(
@@ -255,10 +233,7 @@ async fn an_expired_lock_is_taken_over_and_fences_its_old_owner() {
         store.release(key, &old.token).await.unwrap(),
         Fence::Refused
     );
-    assert_eq!(
-        raw_get(&server, key).unwrap(),
-        new.to_processing().to_json()
-    );
+    assert_eq!(server.get(key).unwrap(), new.to_processing().to_json());
     assert_eq!(
         store
             .complete(key, &new.token, &response("{}"), HOUR)
@@ -355,13 +330,11 @@ async fn spring_records_replay_with_default_headers() {
     let server = RedisServer::start();
     let store = connect(&server).await;
     let hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    raw_set(
-        &server,
+    server.set(
         "idempotency:orders:spring-null",
         br#"{"statusCode":201,"body":"{\"id\":7}","bodyHash":null}"#,
     );
-    raw_set(
-        &server,
+    server.set(
         "idempotency:orders:spring-hash",
         format!(r#"{{"statusCode":200,"body":"{{\"ok\":true}}","bodyHash":"{hash}"}}"#).as_bytes(),
     );
@@ -420,7 +393,7 @@ async fn undecodable_values_are_store_errors_and_stay_untouched() {
     ];
     for (i, value) in garbage.iter().enumerate() {
         let key = format!("idempotency:garbage:{i}");
-        raw_set(&server, &key, value);
+        server.set(&key, value);
         let shown = String::from_utf8_lossy(value);
         let outcome = store.claim(&key, &claim(MINUTE)).await;
         assert!(
@@ -442,7 +415,7 @@ async fn undecodable_values_are_store_errors_and_stay_untouched() {
             "{shown:?}"
         );
         assert_eq!(
-            raw_get(&server, &key).as_deref(),
+            server.get(&key).as_deref(),
             Some(*value),
             "{shown:?} left alone"
         );
@@ -608,7 +581,7 @@ async fn connecting_to_nothing_fails_fast() {
     let error = result.err().map(|e| e.to_string()).unwrap_or_default();
     println!("connect to a closed port: error after {elapsed:?}: {error}");
     assert!(error.contains("refused"), "the cause is reported: {error}");
-    assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
 
     let start = Instant::now();
     let result = RedisClusterStore::connect([url.as_str()]).await;
@@ -631,7 +604,7 @@ async fn connecting_to_a_frozen_server_fails_within_the_deadline() {
     let options = RedisOptions::default();
     assert!(!error.is_empty());
     assert!(
-        elapsed < options.connection_timeout + options.timeout + Duration::from_millis(100),
+        elapsed < options.connection_timeout + options.timeout + Duration::from_millis(200),
         "{elapsed:?}"
     );
     server.resume();
@@ -669,7 +642,7 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
         slowest = slowest.max(elapsed);
     }
     assert!(
-        slowest < timeout + Duration::from_millis(100),
+        slowest < timeout + Duration::from_millis(200),
         "slowest failing claim: {slowest:?}"
     );
 
@@ -701,54 +674,84 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
 async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
     let server = RedisServer::start();
     let store = connect(&server).await;
+    let mut monitor = Monitor::start(&server).await;
     let timeout = RedisOptions::default().timeout;
+    let warm = claim(MINUTE);
+    assert!(is_claimed(
+        &store.claim("idempotency:f:warm", &warm).await.unwrap()
+    ));
+
+    let late = claim(MINUTE);
+    let ((), seen) = monitor
+        .commands_during(async {
+            server.pause();
+            let start = Instant::now();
+            let result = store.claim("idempotency:f:late", &late).await;
+            let elapsed = start.elapsed();
+            let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+            println!("SIGSTOP: claim failed after {elapsed:?}: {error}");
+            assert!(!error.is_empty());
+            assert!(
+                elapsed >= timeout && elapsed < timeout + Duration::from_millis(200),
+                "{elapsed:?}"
+            );
+            let start = Instant::now();
+            let result = store
+                .complete("idempotency:f:warm", &warm.token, &response("{}"), HOUR)
+                .await;
+            println!("SIGSTOP: complete failed after {:?}", start.elapsed());
+            assert!(result.is_err());
+
+            server.resume();
+            let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
+            println!(
+                "SIGCONT: resumed {resumed:?} after the thaw ({failures} failed claims meanwhile)"
+            );
+            assert!(resumed < Duration::from_secs(1), "{resumed:?}");
+            let thawed = Instant::now();
+            support::app::eventually(
+                "the late claim is released",
+                Duration::from_secs(5),
+                || async { server.get("idempotency:f:late").is_none() },
+            )
+            .await;
+            println!(
+                "SIGCONT: the late claim was released {:?} after the thaw",
+                thawed.elapsed()
+            );
+        })
+        .await;
+    // The claim that timed out did run once Redis thawed, and the store released it by
+    // itself (fenced by its token), so the key is free again.
+    let late_token = late.token.as_str();
+    let touching: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.line.contains(late_token))
+        .map(|s| {
+            if s.line.contains("PROCESSING") {
+                "claim"
+            } else {
+                "release"
+            }
+        })
+        .collect();
+    println!("SIGCONT: commands carrying the late claim's token: {touching:?}");
+    assert_eq!(touching.first(), Some(&"claim"));
+    assert!(touching.contains(&"release"));
     assert!(is_claimed(
         &store
-            .claim("idempotency:f:warm", &claim(MINUTE))
+            .claim("idempotency:f:late", &claim(MINUTE))
             .await
             .unwrap()
     ));
-
-    server.pause();
-    let late = claim(MINUTE);
-    let start = Instant::now();
-    let result = store.claim("idempotency:f:late", &late).await;
-    let elapsed = start.elapsed();
-    println!(
-        "SIGSTOP: claim failed after {elapsed:?}: {}",
-        result
-            .as_ref()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-    );
-    assert!(result.is_err());
-    assert!(
-        elapsed >= timeout && elapsed < timeout + Duration::from_millis(100),
-        "{elapsed:?}"
-    );
-    let start = Instant::now();
-    let result = store
-        .complete(
-            "idempotency:f:warm",
-            &Token::generate(),
-            &response("{}"),
-            HOUR,
-        )
-        .await;
-    println!("SIGSTOP: complete failed after {:?}", start.elapsed());
-    assert!(result.is_err());
-
-    server.resume();
-    let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
-    println!("SIGCONT: resumed {resumed:?} after the thaw ({failures} failed claims meanwhile)");
-    assert!(resumed < Duration::from_secs(1), "{resumed:?}");
-    // The claim that timed out was still delivered once Redis thawed (hence the engine's
-    // fenced release of late claims).
-    assert_eq!(
-        raw_get(&server, "idempotency:f:late").unwrap(),
-        late.to_processing().to_json()
-    );
+    // The completion sent while frozen ran too, and completed the warm claim.
+    assert!(matches!(
+        store
+            .claim("idempotency:f:warm", &claim(MINUTE))
+            .await
+            .unwrap(),
+        ClaimOutcome::Existing(Record::Completed(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

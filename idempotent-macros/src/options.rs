@@ -560,19 +560,20 @@ fn to_millis(name: &str, span: Span, nanos: u128) -> syn::Result<Millis> {
         ));
     }
     match u64::try_from(nanos / nanos_per_milli) {
-        Ok(millis) => Ok(Millis(millis)),
-        Err(_) => Err(too_large(name, span)),
+        Ok(millis) if millis <= MAX_MILLIS => Ok(Millis(millis)),
+        _ => Err(too_large(name, span)),
     }
 }
+
+/// The longest duration accepted: 100 years, far beyond any sensible lifetime and well
+/// inside what clocks and Redis `PX` can add to the current time.
+const MAX_MILLIS: u64 = 36_500 * 24 * 60 * 60 * 1_000;
 
 /// The error for a duration beyond what can be represented.
 fn too_large(name: &str, span: Span) -> syn::Error {
     syn::Error::new(
         span,
-        format!(
-            "`{name}` is too large: it must fit in {} milliseconds",
-            u64::MAX
-        ),
+        format!("`{name}` is too large: the longest duration is 100 years (\"36500d\")"),
     )
 }
 
@@ -842,10 +843,7 @@ mod tests {
 
     #[test]
     fn overflowing_durations() {
-        let too_large = format!(
-            "`ttl` is too large: it must fit in {} milliseconds",
-            u64::MAX
-        );
+        let too_large = "`ttl` is too large: the longest duration is 100 years (\"36500d\")";
         assert_eq!(error(quote!(ttl = "100000000000000000000000s")), too_large);
         assert_eq!(error(quote!(ttl = "584942417355y")), too_large);
         assert_eq!(
@@ -853,14 +851,8 @@ mod tests {
             too_large
         );
         assert_eq!(error(quote!(ttl = 100000000000000000000000)), too_large);
-        assert_eq!(
-            ok(quote!(
-                ttl = 18446744073709551615,
-                time_unit = "MILLISECONDS"
-            ))
-            .ttl,
-            Millis(u64::MAX)
-        );
+        assert_eq!(error(quote!(ttl = "36501d")), too_large);
+        assert_eq!(ok(quote!(ttl = "36500d")).ttl, Millis(MAX_MILLIS));
     }
 
     #[test]

@@ -156,15 +156,15 @@ where
                     1,
                 );
             }
-            Ok(Err(error)) => error,
+            Ok(Err(error)) => {
+                if error.is_indeterminate() {
+                    release_late_claim(&inner, store_key.clone(), claim.token, options.lock_ttl);
+                }
+                error
+            }
             Err(_) => {
                 // The claim may still land once the store answers: release it then.
-                release_late_claim(
-                    inner.clone(),
-                    store_key.clone(),
-                    claim.token,
-                    options.lock_ttl,
-                );
+                release_late_claim(&inner, store_key.clone(), claim.token, options.lock_ttl);
                 StoreError::new(format!("claim timed out after {:?}", inner.store_timeout))
             }
         };
@@ -373,9 +373,17 @@ async fn release(inner: &Inner, owner: &Owner) {
 /// applied, or the store has answered a few times (a claim stuck on an abandoned connection
 /// can still be processed shortly after the store resumes), or the lock would have expired
 /// anyway.
-fn release_late_claim(inner: Arc<Inner>, key: String, token: Token, lock_ttl: Duration) {
+fn release_late_claim(inner: &Arc<Inner>, key: String, token: Token, lock_ttl: Duration) {
     const ANSWERS: u32 = 3;
+    // During a long outage every request lands here; past this many pending releases, leave
+    // the rest to expire after `lock_ttl`.
+    const MAX_PENDING: usize = 10_000;
+    let Some(pending) = inner.metrics.late_release_slot(MAX_PENDING) else {
+        return;
+    };
+    let inner = inner.clone();
     tokio::spawn(async move {
+        let _pending = pending;
         let give_up = Instant::now() + lock_ttl;
         let mut pause = Duration::from_millis(100);
         let mut answers = 0;

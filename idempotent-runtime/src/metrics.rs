@@ -1,6 +1,7 @@
 //! Counters of what the layer did, and the rate limit on outage warnings.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 /// A snapshot of the counters of one [`Idempotency`](crate::Idempotency).
@@ -45,6 +46,7 @@ pub(crate) struct Metrics {
     pub(crate) fenced_writes: AtomicU64,
     pub(crate) oversized_responses: AtomicU64,
     pub(crate) late_claims_released: AtomicU64,
+    late_releases_pending: Arc<AtomicUsize>,
     started: Instant,
     last_outage_warning_ms: AtomicU64,
     suppressed_warnings: AtomicU64,
@@ -64,6 +66,7 @@ impl Default for Metrics {
             fenced_writes: AtomicU64::new(0),
             oversized_responses: AtomicU64::new(0),
             late_claims_released: AtomicU64::new(0),
+            late_releases_pending: Arc::default(),
             started: Instant::now(),
             last_outage_warning_ms: AtomicU64::new(u64::MAX),
             suppressed_warnings: AtomicU64::new(0),
@@ -95,6 +98,15 @@ impl Metrics {
         }
     }
 
+    /// A place among at most `max` pending background releases, freed on drop.
+    pub(crate) fn late_release_slot(&self, max: usize) -> Option<PendingSlot> {
+        let pending = &self.late_releases_pending;
+        let taken = pending
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok();
+        taken.then(|| PendingSlot(pending.clone()))
+    }
+
     /// Whether an outage warning may be logged now; if so, how many were suppressed since
     /// the last one.
     pub(crate) fn outage_warning_permit(&self) -> Option<u64> {
@@ -112,5 +124,14 @@ impl Metrics {
             self.suppressed_warnings.fetch_add(1, Relaxed);
             None
         }
+    }
+}
+
+/// One pending background release; frees its place when dropped.
+pub(crate) struct PendingSlot(Arc<AtomicUsize>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }

@@ -19,11 +19,23 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 /// The pause between two readiness probes.
 const PROBE_EVERY: Duration = Duration::from_millis(5);
 
+/// A free loopback port below the kernel's ephemeral range (32768+ on Linux), so that no
+/// port the kernel hands out meanwhile (to `bind(0)` or to an outgoing connection) can take
+/// the place of a server that is restarted on its old port. Each process starts at its own
+/// offset and skips ports that are in use.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    const FIRST: usize = 20_000;
+    const SPAN: usize = 12_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let offset = std::process::id() as usize * 7_919;
+    for _ in 0..SPAN {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(port).unwrap_or_else(|_| panic!("port {port} out of range"));
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN)
 }
 
 fn fresh_dir() -> PathBuf {
@@ -179,6 +191,38 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
+    }
+
+    /// `GET key`, directly.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("GET {key}: {e}"))
+    }
+
+    /// `SET key value`, directly (no expiry).
+    pub fn set(&self, key: &str, value: &[u8]) {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut self.connection())
+            .unwrap_or_else(|e| panic!("SET {key}: {e}"));
+    }
+
+    /// `PTTL key`, directly.
+    pub fn pttl(&self, key: &str) -> i64 {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
+    }
+
+    /// `DBSIZE`: how many keys the server holds.
+    pub fn dbsize(&self) -> u64 {
+        redis::cmd("DBSIZE")
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("DBSIZE: {e}"))
     }
 
     /// Kill the server (SIGKILL) and wait for it to exit.

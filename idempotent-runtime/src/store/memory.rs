@@ -40,7 +40,7 @@ impl Entry {
         Self {
             record: Arc::new(record),
             ttl,
-            expires_at: Instant::now() + ttl,
+            expires_at: Instant::now().checked_add(ttl).unwrap_or_else(far_future),
         }
     }
 
@@ -61,6 +61,13 @@ impl Entry {
         // Keys, fingerprints and bookkeeping: a fixed allowance.
         u32::try_from(key.len() + body + 256).unwrap_or(u32::MAX)
     }
+}
+
+/// About 30 years from now: "never" for a cache entry, and always representable.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
+        .unwrap_or(now)
 }
 
 struct PerEntryTtl;

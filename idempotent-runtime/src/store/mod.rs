@@ -149,6 +149,7 @@ pub enum Fence {
 pub struct StoreError {
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    indeterminate: bool,
 }
 
 impl StoreError {
@@ -157,6 +158,7 @@ impl StoreError {
         Self {
             message: message.into(),
             source: None,
+            indeterminate: false,
         }
     }
 
@@ -168,7 +170,24 @@ impl StoreError {
         Self {
             message: message.into(),
             source: Some(Box::new(source)),
+            indeterminate: false,
         }
+    }
+
+    /// Mark the operation's outcome as unknown: it was sent, but its answer was lost (a
+    /// timeout, a connection dropped while waiting), so it may still take effect. For a
+    /// failed [`claim`](IdempotencyStore::claim) the engine then releases the claim, fenced
+    /// by its token, in the background, so that a claim landing late does not block the
+    /// key's retries until `lock_ttl`.
+    pub fn indeterminate(mut self) -> Self {
+        self.indeterminate = true;
+        self
+    }
+
+    /// Whether the operation may still have taken effect (see
+    /// [`indeterminate`](Self::indeterminate)).
+    pub fn is_indeterminate(&self) -> bool {
+        self.indeterminate
     }
 }
 

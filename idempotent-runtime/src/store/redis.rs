@@ -93,6 +93,11 @@
 //!   having to fail first.
 //! - Redis hung (no answer): each command times out after the timeout; the connection is
 //!   kept and serves again as soon as Redis answers.
+//! - A claim that fails after it was sent (a timeout, a connection lost while waiting for
+//!   the answer) may still run once Redis answers again, leaving a PROCESSING record that
+//!   the caller, told the claim failed, will never complete. Such a failure is marked
+//!   [`StoreError::indeterminate`], and the engine releases the claim, fenced by its
+//!   token, in the background; failing that, it expires after `lock_ttl`.
 //! - A value under a key that is not a record this crate (or the Spring aspect) wrote, or
 //!   a key of another Redis type, is also a [`StoreError`], not a panic and not "absent":
 //!   treating it as absent would overwrite data the store does not own, and treating it as
@@ -171,8 +176,8 @@ impl RedisOptions {
 
 /// The first pause before reconnecting; it doubles up to `reconnect_max_delay`.
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
-/// Reconnection attempts in one background run (about a minute at the default maximum
-/// delay). After that the next call starts a new run.
+/// Reconnection attempts in one background run (one to two minutes at the default maximum
+/// delay). After that, the next call starts a new run.
 const RECONNECT_ATTEMPTS: usize = 100;
 
 /// A store on one Redis server, over a [`ConnectionManager`]: one multiplexed connection
@@ -288,8 +293,10 @@ impl RedisClusterStore {
         Self::from_builder(redis::cluster::ClusterClient::builder(nodes), options).await
     }
 
-    /// Use a [`ClusterClientBuilder`] you configured (TLS, credentials, read routing);
-    /// the options' timeouts are applied to it. See [`connect`](Self::connect).
+    /// Use a [`ClusterClientBuilder`] you configured (TLS, credentials, retries); the
+    /// options' `timeout` and `connection_timeout` are applied to it
+    /// (`reconnect_max_delay` is not: the cluster connection reconnects to each node by
+    /// itself, as the builder's retry settings say). See [`connect`](Self::connect).
     pub async fn from_builder(
         builder: ClusterClientBuilder,
         options: RedisOptions,
@@ -447,6 +454,12 @@ fn millis(d: Duration) -> u64 {
         .clamp(1, i64::MAX as u64)
 }
 
+/// A failed call, and whether its command may still have run in Redis.
+struct Failure {
+    error: StoreError,
+    maybe_applied: bool,
+}
+
 /// The store logic, generic over the two kinds of connection.
 #[derive(Clone)]
 struct Backend<C> {
@@ -461,9 +474,14 @@ where
     async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         let record = claim.to_processing().to_json();
         let lock_ttl = millis(claim.lock_ttl);
-        let found = self
+        let found = match self
             .eval(&CLAIM, key, &[&record, lock_ttl.to_string().as_bytes()])
-            .await?;
+            .await
+        {
+            Ok(found) => found,
+            Err(failure) if failure.maybe_applied => return Err(failure.error.indeterminate()),
+            Err(failure) => return Err(failure.error),
+        };
         let bytes = match found {
             Value::Nil | Value::Boolean(false) => return Ok(ClaimOutcome::Claimed),
             Value::BulkString(bytes) => bytes,
@@ -474,7 +492,7 @@ where
             Ok(record) if record.is_owned_by(&claim.token) => Ok(ClaimOutcome::Claimed),
             Ok(record) => Ok(ClaimOutcome::Existing(record)),
             Err(e) => {
-                tracing::warn!(error = %e, "idempotency: redis holds a value that is not an idempotency record under a store key");
+                tracing::debug!(error = %e, "idempotency: redis holds a value that is not an idempotency record under a store key");
                 Err(StoreError::with_source(
                     "redis: the value under the key is not an idempotency record",
                     e,
@@ -502,19 +520,21 @@ where
                     ttl.to_string().as_bytes(),
                 ],
             )
-            .await?;
+            .await
+            .map_err(|f| f.error)?;
         fence(COMPLETE.name, &done)
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
         let done = self
             .eval(&RELEASE, key, &[token.as_str().as_bytes()])
-            .await?;
+            .await
+            .map_err(|f| f.error)?;
         fence(RELEASE.name, &done)
     }
 
     /// Run `script` on `key`, bounded by the timeout.
-    async fn eval(&self, script: &Lua, key: &str, args: &[&[u8]]) -> Result<Value, StoreError> {
+    async fn eval(&self, script: &Lua, key: &str, args: &[&[u8]]) -> Result<Value, Failure> {
         let run = async {
             match self.eval_once(script, key, args).await {
                 // The connection could not be opened, so the command was never sent: a
@@ -527,17 +547,24 @@ where
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 tracing::debug!(script = script.name, error = %e, "idempotency: redis call failed");
-                Err(StoreError::with_source(
-                    format!("redis: {} failed", script.name),
-                    e,
-                ))
+                // Redis answered with an error (the script did not write), or the command
+                // was never sent; anything else (a timeout, a connection lost while waiting
+                // for the answer) may still have run.
+                let answered = matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension);
+                Err(Failure {
+                    maybe_applied: !answered && !e.is_connection_refusal(),
+                    error: StoreError::with_source(format!("redis: {} failed", script.name), e),
+                })
             }
             Err(_) => {
                 tracing::debug!(script = script.name, timeout = ?self.timeout, "idempotency: redis call timed out");
-                Err(StoreError::new(format!(
-                    "redis: {} timed out after {:?}",
-                    script.name, self.timeout
-                )))
+                Err(Failure {
+                    maybe_applied: true,
+                    error: StoreError::new(format!(
+                        "redis: {} timed out after {:?}",
+                        script.name, self.timeout
+                    )),
+                })
             }
         }
     }
@@ -610,8 +637,17 @@ fn fence(script: &'static str, value: &Value) -> Result<Fence, StoreError> {
     }
 }
 
+/// A reply no script returns. Only its type is reported: a stored value may hold a response
+/// body, which has no place in logs.
 fn unexpected(script: &'static str, value: &Value) -> StoreError {
-    StoreError::new(format!("redis: unexpected reply to {script}: {value:?}"))
+    let kind = match value {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::BulkString(_) | Value::SimpleString(_) | Value::VerbatimString { .. } => "a string",
+        Value::Array(_) | Value::Set(_) | Value::Map(_) => "a collection",
+        _ => "another type",
+    };
+    StoreError::new(format!("redis: unexpected reply to {script}: {kind}"))
 }
 
 #[cfg(test)]

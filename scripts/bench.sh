@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# The load benchmark: requests/s and latency of one order handler served bare, under
+# `#[idempotent]` (in-memory store and Redis) and under the `axum-idempotent` crate, on
+# loopback, driven by `wrk`. Writes the results into BENCHMARKS.md (between the
+# `results` markers; the rest of the file is kept).
+#
+#   bash scripts/bench.sh                      # 3 rounds of 10 s per path, 32 connections
+#   ROUNDS=5 DURATION=20s bash scripts/bench.sh
+#
+# Settings (environment): ROUNDS (3), DURATION (10s), WARMUP (2s), CONNECTIONS (32),
+# THREADS (wrk threads, 2), SESSIONS (session cookies the axum-idempotent fresh-key path
+# spreads its keys over, 1024), REDIS (1; 0 skips the Redis paths), OUT (BENCHMARKS.md).
+#
+# Each measurement starts a fresh server process (empty stores), warms it up, then runs
+# wrk; the order of the paths rotates from round to round, so that a slow moment of a
+# shared machine does not always land on the same path. The figures reported are the
+# medians over the rounds. Redis is a private redis-server on a free loopback port,
+# without persistence, stopped at the end. wrk and redis-server are installed from
+# Debian's packages when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+SESSIONS=${SESSIONS:-1024}
+REDIS=${REDIS:-1}
+OUT=${OUT:-BENCHMARKS.md}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS SESSIONS=$SESSIONS bash scripts/bench.sh"
+
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ "$REDIS" = 1 ]; then
+    command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+    command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${need[*]}" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "building the server (release)" >&2
+cargo build --release --quiet --example loadbench_server
+SERVER_BIN="$TARGET_DIR/release/examples/loadbench_server"
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+REDIS_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A loopback port nobody listens on (checked, then used at once).
+free_port() {
+    local port
+    for _ in $(seq 1 50); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    echo "no free port found" >&2
+    return 1
+}
+
+REDIS_URL=""
+if [ "$REDIS" = 1 ]; then
+    for _ in 1 2 3 4 5; do
+        REDIS_PORT=$(free_port)
+        mkdir -p "$WORK/redis"
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+            --dir "$WORK/redis" --daemonize no >"$WORK/redis.log" 2>&1 &
+        REDIS_PID=$!
+        for _ in $(seq 1 200); do
+            pid=$(redis-cli -p "$REDIS_PORT" INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p' || true)
+            [ "$pid" = "$REDIS_PID" ] && break
+            sleep 0.05
+        done
+        if [ "${pid:-}" = "$REDIS_PID" ]; then
+            REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+            break
+        fi
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=""
+    done
+    [ -n "$REDIS_URL" ] || { echo "could not start redis-server" >&2; exit 1; }
+    echo "private redis-server on $REDIS_URL (pid $REDIS_PID)" >&2
+fi
+
+# Every path sends the same request: POST, a 14-byte JSON body, an Idempotency-Key and a
+# session cookie (which only axum-idempotent reads). BENCH_MODE=fresh counts the key up on
+# every request and spreads the cookies over BENCH_SESSIONS sessions; BENCH_MODE=replay
+# sends key `replay-0` with cookie `session=s00000000000000000000A` every time, doing the
+# same string work per request.
+cat >"$WORK/bench.lua" <<'LUA'
+local mode = os.getenv("BENCH_MODE") or "fresh"
+local run = os.getenv("BENCH_RUN") or "run"
+local sessions = tonumber(os.getenv("BENCH_SESSIONS") or "1024")
+local nthreads = 0
+local counter = 0
+
+function setup(thread)
+  thread:set("tid", nthreads)
+  nthreads = nthreads + 1
+end
+
+wrk.method = "POST"
+wrk.body = '{"amount":100}'
+wrk.headers["Content-Type"] = "application/json"
+
+function request()
+  local n = 0
+  local key
+  if mode == "fresh" then
+    counter = counter + 1
+    n = counter * 8 + tid
+    key = run .. "-" .. n
+  else
+    key = "replay-" .. n
+  end
+  wrk.headers["Idempotency-Key"] = key
+  wrk.headers["Cookie"] = string.format("session=s%020dA", n % sessions)
+  return wrk.format()
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d status_errors=%d socket_errors=%d p50_us=%d p99_us=%d\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+LUA
+
+# path: route, wrk mode, replay header to check (empty: none)
+declare -A ROUTE=(
+    [bare]=/bare
+    [memory-fresh]=/memory [memory-replay]=/memory
+    [redis-fresh]=/redis [redis-replay]=/redis
+    [peer-fresh]=/peer [peer-replay]=/peer
+)
+declare -A REPLAY_HEADER=(
+    [memory-replay]=idempotent-replayed [redis-replay]=idempotent-replayed
+    [peer-replay]=idempotency-replayed
+)
+PATHS=(bare memory-fresh memory-replay peer-fresh peer-replay)
+[ "$REDIS" = 1 ] && PATHS+=(redis-fresh redis-replay)
+
+post() { # url key cookie -> headers of the response on stdout
+    curl -sS -o /dev/null -D - -X POST "$1" -H 'Content-Type: application/json' \
+        -H "Idempotency-Key: $2" -H "Cookie: session=$3" -d '{"amount":100}' | tr -d '\r'
+}
+
+start_server() {
+    : >"$WORK/server.log"
+    BIND=127.0.0.1:0 REDIS_URL="$REDIS_URL" "$SERVER_BIN" >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 200); do
+        ADDR=$(sed -n 's/^loadbench server ready on \([^ ]*\).*/\1/p' "$WORK/server.log")
+        [ -n "$ADDR" ] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$WORK/server.log" >&2
+    echo "the server did not start" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# measure PATH ROUND: one fresh server, checks, warm-up, measurement; appends to results.
+measure() {
+    local path=$1 round=$2 mode=fresh url
+    case $path in *-replay) mode=replay ;; esac
+    [ -n "$REDIS_URL" ] && redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
+    start_server
+    url="http://$ADDR${ROUTE[$path]}"
+    local sample first replayed
+    sample=$(post "$url" "check-$round-$RANDOM" s00000000000000000001A)
+    case $sample in "HTTP/1.1 201"*) ;; *) echo "$path: unexpected answer: $sample" >&2; exit 1 ;; esac
+    if [ "$mode" = replay ]; then
+        first=$(post "$url" replay-0 s00000000000000000000A)
+        replayed=$(post "$url" replay-0 s00000000000000000000A)
+        if printf '%s' "$first" | grep -qi "^${REPLAY_HEADER[$path]}:" ||
+            ! printf '%s' "$replayed" | grep -qi "^${REPLAY_HEADER[$path]}: true"; then
+            echo "$path: the second request was not a replay:" >&2
+            printf '%s\n---\n%s\n' "$first" "$replayed" >&2
+            exit 1
+        fi
+    fi
+    BENCH_MODE=$mode BENCH_RUN="w$round" BENCH_SESSIONS=$SESSIONS \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/bench.lua" "$url" >/dev/null
+    local out
+    out=$(BENCH_MODE=$mode BENCH_RUN="r$round" BENCH_SESSIONS=$SESSIONS \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/bench.lua" "$url")
+    if [ "$mode" = replay ]; then
+        replayed=$(post "$url" replay-0 s00000000000000000000A)
+        printf '%s' "$replayed" | grep -qi "^${REPLAY_HEADER[$path]}: true" ||
+            { echo "$path: no longer replaying after the run" >&2; exit 1; }
+    fi
+    stop_server
+    local line
+    line=$(printf '%s\n' "$out" | grep '^RESULT') || { printf '%s\n' "$out" >&2; exit 1; }
+    local requests duration_us status_errors socket_errors p50_us p99_us
+    eval "$(printf '%s' "${line#RESULT }" | tr ' ' '\n')"
+    if [ "$status_errors" != 0 ] || [ "$socket_errors" != 0 ]; then
+        echo "$path: $status_errors non-2xx answers, $socket_errors socket errors" >&2
+        printf '%s\n' "$out" >&2
+        exit 1
+    fi
+    local rps
+    rps=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+    printf '%s %s %s %s %s\n' "$path" "$round" "$rps" "$p50_us" "$p99_us" >>"$WORK/results"
+    printf '  round %s %-14s %8s req/s  p50 %6s us  p99 %6s us\n' \
+        "$round" "$path" "$rps" "$p50_us" "$p99_us" >&2
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+START=$(date -u '+%Y-%m-%d %H:%M UTC')
+: >"$WORK/results"
+n=${#PATHS[@]}
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    for i in $(seq 0 $((n - 1))); do
+        measure "${PATHS[$(((i + round - 1) % n))]}" "$round"
+    done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Medians over the rounds, per path: rps p50 p99.
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A RPS P50 P99 ROUNDS_RPS
+for path in "${PATHS[@]}"; do
+    RPS[$path]=$(awk -v p="$path" '$1 == p { print $3 }' "$WORK/results" | median)
+    P50[$path]=$(awk -v p="$path" '$1 == p { print $4 }' "$WORK/results" | median)
+    P99[$path]=$(awk -v p="$path" '$1 == p { print $5 }' "$WORK/results" | median)
+    ROUNDS_RPS[$path]=$(awk -v p="$path" '$1 == p { printf "%s%s", sep, $3; sep = ", " }' "$WORK/results")
+done
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "holds" : "**misses**") }'; }
+
+label() {
+    case $1 in
+    bare) echo "bare handler (no idempotency)" ;;
+    memory-fresh) echo "\`#[idempotent]\`, memory store, fresh key" ;;
+    memory-replay) echo "\`#[idempotent]\`, memory store, replay" ;;
+    redis-fresh) echo "\`#[idempotent]\`, Redis, fresh key" ;;
+    redis-replay) echo "\`#[idempotent]\`, Redis, replay" ;;
+    peer-fresh) echo "axum-idempotent 0.6, in-memory, fresh key" ;;
+    peer-replay) echo "axum-idempotent 0.6, in-memory, replay" ;;
+    esac
+}
+
+{
+    echo "<!-- results:start (written by scripts/bench.sh) -->"
+    echo "### Load benchmark: $START"
+    echo
+    echo "- Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
+    echo "- Load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
+    echo "- Command: \`$COMMAND\`"
+    echo "- wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $THREADS threads, $CONNECTIONS connections, $DURATION per path and round after a $WARMUP warm-up, $ROUNDS rounds (order rotated each round); a fresh server process per measurement; medians over the rounds"
+    echo
+    echo "| path | requests/s | p50 | p99 | requests/s per round |"
+    echo "|---|---:|---:|---:|---|"
+    for path in bare memory-fresh memory-replay redis-fresh redis-replay peer-fresh peer-replay; do
+        [ -n "${RPS[$path]:-}" ] || continue
+        echo "| $(label "$path") | ${RPS[$path]} | $(ms "${P50[$path]}") ms | $(ms "${P99[$path]}") ms | ${ROUNDS_RPS[$path]} |"
+    done
+    echo
+    echo "| target | ratio | |"
+    echo "|---|---:|---|"
+    r=$(ratio "${RPS[memory-fresh]}" "${RPS[bare]}")
+    echo "| memory store, fresh key ≥ 0.75× bare | $r | $(verdict "$r" 0.75) |"
+    r=$(ratio "${RPS[memory-replay]}" "${RPS[bare]}")
+    echo "| memory store, replay ≥ 0.85× bare | $r | $(verdict "$r" 0.85) |"
+    r=$(ratio "${RPS[memory-fresh]}" "${RPS[peer-fresh]}")
+    echo "| fresh key ≥ 1.2× axum-idempotent's | $r | $(verdict "$r" 1.2) |"
+    r=$(ratio "${RPS[memory-replay]}" "${RPS[peer-replay]}")
+    echo "| replay ≥ 1.1× axum-idempotent's | $r | $(verdict "$r" 1.1) |"
+    if [ -n "${RPS[redis-replay]:-}" ]; then
+        r=$(ratio "${RPS[redis-replay]}" "${RPS[bare]}")
+        echo "| Redis, replay ≥ 0.5× bare | $r | $(verdict "$r" 0.5) |"
+        r=$(ratio "${RPS[redis-fresh]}" "${RPS[bare]}")
+        echo "| Redis, fresh key (no target) | $r | |"
+    fi
+    echo "<!-- results:end -->"
+} >"$WORK/section.md"
+
+if [ -f "$OUT" ] && grep -q '^<!-- results:start' "$OUT" && grep -q '^<!-- results:end -->' "$OUT"; then
+    awk -v section="$WORK/section.md" '
+        /^<!-- results:start/ { while ((getline line < section) > 0) print line; skip = 1; next }
+        /^<!-- results:end -->/ { skip = 0; next }
+        !skip { print }
+    ' "$OUT" >"$WORK/out.md"
+    cp "$WORK/out.md" "$OUT"
+else
+    { echo "# Benchmarks"; echo; cat "$WORK/section.md"; } >"$OUT"
+fi
+cat "$WORK/section.md"
+echo "results written to $OUT" >&2
