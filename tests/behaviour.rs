@@ -5,119 +5,18 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use idempotent_runtime::store::memory::MemoryStore;
 use idempotent_runtime::store::{
     Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
 };
-use idempotent_runtime::{Idempotency, async_trait, idempotent};
-use serde::Deserialize;
+use idempotent_runtime::{Idempotency, async_trait};
 use serde_json::{Value, json};
-use support::app::{Probe, Server, client, eventually, problem_code};
-
-#[derive(Clone, Default)]
-struct AppState {
-    probe: Probe,
-    ids: Arc<AtomicU64>,
-}
-
-/// What a test asks the handler to do.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Command {
-    status: Option<u16>,
-    hold: bool,
-    panic: bool,
-    pad: usize,
-    #[allow(dead_code)]
-    note: Option<String>,
-}
-
-async fn behave(state: &AppState, cmd: Command) -> Response {
-    state.probe.enter();
-    if cmd.hold {
-        state.probe.hold().await;
-    }
-    if cmd.panic {
-        panic!("handler panics on purpose");
-    }
-    let id = state.ids.fetch_add(1, Ordering::SeqCst) + 1;
-    let status = StatusCode::from_u16(cmd.status.unwrap_or(201)).unwrap_or(StatusCode::CREATED);
-    (
-        status,
-        [
-            ("location", format!("/orders/{id}")),
-            ("set-cookie", "session=secret".to_owned()),
-            ("x-not-replayed", "1".to_owned()),
-        ],
-        Json(json!({ "id": id, "pad": "x".repeat(cmd.pad) })),
-    )
-        .into_response()
-}
-
-#[idempotent(key_prefix = "orders", include_body = true)]
-async fn orders(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "optional", include_body = true, mandatory = false)]
-async fn optional(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "unhashed")]
-async fn unhashed(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "closed", include_body = true, fail_open = false)]
-async fn closed(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "billing", header = "X-Idempotency-Key")]
-async fn billing(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "short", include_body = true, lock_ttl = "300ms")]
-async fn short_lock(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(
-    key_prefix = "wait",
-    include_body = true,
-    on_conflict = "wait",
-    max_wait = "10s"
-)]
-async fn waiting(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "impatient", on_conflict = "wait", max_wait = "100ms")]
-async fn impatient(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orders", post(orders))
-        .route("/optional", post(optional))
-        .route("/unhashed", post(unhashed))
-        .route("/closed", post(closed))
-        .route("/billing", post(billing))
-        .route("/short", post(short_lock))
-        .route("/wait", post(waiting))
-        .route("/impatient", post(impatient))
-}
+use support::app::{Server, client, eventually, problem_code};
+use support::orders::{AppState, routes};
 
 struct Harness {
     server: Server,

@@ -1,5 +1,5 @@
-//! The behaviour table (CONTRACT §3) on Redis, over real HTTP and a real `redis-server`: every
-//! row, exactly-once across two app instances sharing one Redis, the round trips of §6
+//! The README's behaviour table on Redis, over real HTTP and a real `redis-server`: every
+//! row, exactly-once across two app instances sharing one Redis, the round trips per path
 //! counted with `MONITOR`, and Redis killed, frozen and restarted under traffic with
 //! `fail_open` on and off.
 //!
@@ -8,92 +8,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use idempotent_runtime::Idempotency;
 use idempotent_runtime::fingerprint::sha256_hex;
-use idempotent_runtime::{Idempotency, idempotent};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use support::app::{Probe, Server, client, eventually, problem_code};
+use support::app::{Server, client, eventually, problem_code};
+use support::orders::{AppState, routes};
 use support::redis::{Monitor, RedisServer, Seen};
-
-#[derive(Clone, Default)]
-struct AppState {
-    probe: Probe,
-    ids: Arc<AtomicU64>,
-}
-
-/// What a test asks the handler to do.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Command {
-    status: Option<u16>,
-    hold: bool,
-    panic: bool,
-    #[allow(dead_code)]
-    note: Option<String>,
-}
-
-async fn behave(state: &AppState, cmd: Command) -> Response {
-    state.probe.enter();
-    if cmd.hold {
-        state.probe.hold().await;
-    }
-    if cmd.panic {
-        panic!("handler panics on purpose");
-    }
-    let id = state.ids.fetch_add(1, Ordering::SeqCst) + 1;
-    let status = StatusCode::from_u16(cmd.status.unwrap_or(201)).unwrap_or(StatusCode::CREATED);
-    (
-        status,
-        [
-            ("location", format!("/orders/{id}")),
-            ("set-cookie", "session=secret".to_owned()),
-        ],
-        Json(json!({ "id": id })),
-    )
-        .into_response()
-}
-
-#[idempotent(key_prefix = "orders", ttl = "24h", include_body = true)]
-async fn orders(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "optional", include_body = true, mandatory = false)]
-async fn optional(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "unhashed")]
-async fn unhashed(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "closed", include_body = true, fail_open = false)]
-async fn closed(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-#[idempotent(key_prefix = "short", include_body = true, lock_ttl = "300ms")]
-async fn short_lock(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
-    behave(&state, cmd).await
-}
-
-fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orders", post(orders))
-        .route("/optional", post(optional))
-        .route("/unhashed", post(unhashed))
-        .route("/closed", post(closed))
-        .route("/short", post(short_lock))
-}
 
 /// One app instance on Redis. Instances built with the same `state` share its handler-run
 /// counter, as one service's replicas share a database.

@@ -2,4 +2,5 @@
 //! Shared helpers for the behaviour tests.
 
 pub mod app;
+pub mod orders;
 pub mod redis;
