@@ -176,6 +176,10 @@ start_server() {
     exit 1
 }
 
+# CPU time (user + system, in clock ticks) a process has used so far.
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 stop_server() {
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -204,9 +208,13 @@ measure() {
     fi
     BENCH_MODE=$mode BENCH_RUN="w$round" BENCH_SESSIONS=$SESSIONS \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/bench.lua" "$url" >/dev/null
-    local out
+    local out cpu0 cpu1 rcpu0=0 rcpu1=0
+    cpu0=$(cpu_ticks "$SERVER_PID")
+    [ -n "$REDIS_PID" ] && rcpu0=$(cpu_ticks "$REDIS_PID")
     out=$(BENCH_MODE=$mode BENCH_RUN="r$round" BENCH_SESSIONS=$SESSIONS \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/bench.lua" "$url")
+    cpu1=$(cpu_ticks "$SERVER_PID")
+    [ -n "$REDIS_PID" ] && rcpu1=$(cpu_ticks "$REDIS_PID")
     if [ "$mode" = replay ]; then
         replayed=$(post "$url" replay-0 s00000000000000000000A)
         printf '%s' "$replayed" | grep -qi "^${REPLAY_HEADER[$path]}: true" ||
@@ -222,11 +230,13 @@ measure() {
         printf '%s\n' "$out" >&2
         exit 1
     fi
-    local rps
+    local rps cpu rcpu
     rps=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
-    printf '%s %s %s %s %s\n' "$path" "$round" "$rps" "$p50_us" "$p99_us" >>"$WORK/results"
-    printf '  round %s %-14s %8s req/s  p50 %6s us  p99 %6s us\n' \
-        "$round" "$path" "$rps" "$p50_us" "$p99_us" >&2
+    cpu=$(awk -v t="$((cpu1 - cpu0))" -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
+    rcpu=$(awk -v t="$((rcpu1 - rcpu0))" -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
+    printf '%s %s %s %s %s %s %s\n' "$path" "$round" "$rps" "$p50_us" "$p99_us" "$cpu" "$rcpu" >>"$WORK/results"
+    printf '  round %s %-14s %8s req/s  p50 %6s us  p99 %6s us  server CPU %5s us/req  redis CPU %5s us/req\n' \
+        "$round" "$path" "$rps" "$p50_us" "$p99_us" "$cpu" "$rcpu" >&2
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -243,8 +253,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Medians over the rounds, per path: rps p50 p99.
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-declare -A RPS P50 P99 ROUNDS_RPS
+median1() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A RPS P50 P99 CPU RCPU ROUNDS_RPS
 for path in "${PATHS[@]}"; do
+    CPU[$path]=$(awk -v p="$path" '$1 == p { print $6 }' "$WORK/results" | median1)
+    RCPU[$path]=$(awk -v p="$path" '$1 == p { print $7 }' "$WORK/results" | median1)
     RPS[$path]=$(awk -v p="$path" '$1 == p { print $3 }' "$WORK/results" | median)
     P50[$path]=$(awk -v p="$path" '$1 == p { print $4 }' "$WORK/results" | median)
     P99[$path]=$(awk -v p="$path" '$1 == p { print $5 }' "$WORK/results" | median)
@@ -275,12 +288,16 @@ label() {
     echo "- Command: \`$COMMAND\`"
     echo "- wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $THREADS threads, $CONNECTIONS connections, $DURATION per path and round after a $WARMUP warm-up, $ROUNDS rounds (order rotated each round); a fresh server process per measurement; medians over the rounds"
     echo
-    echo "| path | requests/s | p50 | p99 | requests/s per round |"
-    echo "|---|---:|---:|---:|---|"
+    echo "| path | requests/s | p50 | p99 | server CPU per request | requests/s per round |"
+    echo "|---|---:|---:|---:|---:|---|"
     for path in bare memory-fresh memory-replay redis-fresh redis-replay peer-fresh peer-replay; do
         [ -n "${RPS[$path]:-}" ] || continue
-        echo "| $(label "$path") | ${RPS[$path]} | $(ms "${P50[$path]}") ms | $(ms "${P99[$path]}") ms | ${ROUNDS_RPS[$path]} |"
+        cpu="${CPU[$path]} µs"
+        case $path in redis-*) cpu="$cpu (+ Redis ${RCPU[$path]} µs)" ;; esac
+        echo "| $(label "$path") | ${RPS[$path]} | $(ms "${P50[$path]}") ms | $(ms "${P99[$path]}") ms | $cpu | ${ROUNDS_RPS[$path]} |"
     done
+    echo
+    echo "Server CPU per request is the user + system time the server process used during the measurement, divided by the requests served: it depends much less on what else runs on the machine than requests/s do."
     echo
     echo "| target | ratio | |"
     echo "|---|---:|---|"

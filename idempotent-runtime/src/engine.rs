@@ -28,6 +28,13 @@ struct Owner {
     token: Token,
 }
 
+/// The user's extractors and body, with the request and state they will run on.
+struct Call<S, F> {
+    request: Request,
+    state: S,
+    handler: F,
+}
+
 /// The largest pause between two polls of a running duplicate (`on_conflict = "wait"`).
 const MAX_WAIT_BACKOFF: Duration = Duration::from_millis(250);
 /// The first pause between two polls of a running duplicate.
@@ -62,7 +69,7 @@ where
     let key = match key::from_headers(&parts.headers, &options.header) {
         Ok(key) => key.into_owned(),
         Err(KeyError::Missing) if !options.mandatory => {
-            return handler(Request::from_parts(parts, body), state).await;
+            return (handler)(Request::from_parts(parts, body), state).await;
         }
         Err(KeyError::Missing) => {
             return problem(
@@ -100,7 +107,11 @@ where
     // 3. The store.
     let scope = inner.scope.as_ref().and_then(|scope| scope(&parts));
     let store_key = key::store_key(options.key_prefix, scope.as_deref(), &key);
-    let request = Request::from_parts(parts, body);
+    let call = Call {
+        request: Request::from_parts(parts, body),
+        state,
+        handler,
+    };
     let wait_until = options.max_wait.map(|wait| Instant::now() + wait);
     let mut backoff = FIRST_WAIT_BACKOFF;
     let mut waited = false;
@@ -114,15 +125,9 @@ where
                     key: store_key,
                     token: claim.token,
                 };
-                return execute(
-                    inner,
-                    options,
-                    Some((owner, fingerprint)),
-                    request,
-                    state,
-                    handler,
-                )
-                .await;
+                return call
+                    .execute(inner, options, Some((owner, fingerprint)))
+                    .await;
             }
             Ok(Ok(ClaimOutcome::Existing(Record::Completed(stored)))) => {
                 if differs(fingerprint.as_deref(), stored.fingerprint.as_deref()) {
@@ -168,102 +173,100 @@ where
                 StoreError::new(format!("claim timed out after {:?}", inner.store_timeout))
             }
         };
-        return outage(inner, options, &error, request, state, handler).await;
+        return call.outage(inner, options, &error).await;
     }
 }
 
-/// The store could not answer: run without idempotency, or refuse.
-async fn outage<S, F, Fut>(
-    inner: Arc<Inner>,
-    options: &'static Options,
-    error: &StoreError,
-    request: Request,
-    state: S,
-    handler: F,
-) -> Response
+impl<S, F, Fut> Call<S, F>
 where
     S: Send + 'static,
     F: FnOnce(Request, S) -> Fut + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
-    Metrics::bump(&inner.metrics.store_errors);
-    let fail_open = options.fail_open;
-    if let Some(suppressed) = inner.metrics.outage_warning_permit() {
-        tracing::warn!(
-            key_prefix = options.key_prefix,
-            fail_open,
-            suppressed,
-            error = %error,
-            "idempotency store unavailable; {}",
-            if fail_open {
-                "running the handler without idempotency (fail_open = true)"
-            } else {
-                "answering 503 (fail_open = false)"
-            }
-        );
-    }
-    if fail_open {
-        Metrics::bump(&inner.metrics.fail_open_runs);
-        execute(inner, options, None, request, state, handler).await
-    } else {
-        Metrics::bump(&inner.metrics.fail_closed_rejections);
-        problem_retry_after(
-            ProblemCode::StoreUnavailable,
-            "The idempotency store is unavailable; retry later with the same key.",
-            1,
-        )
-    }
-}
-
-/// Run the handler detached from the connection; then complete or release the claim.
-async fn execute<S, F, Fut>(
-    inner: Arc<Inner>,
-    options: &'static Options,
-    owner: Option<(Owner, Option<String>)>,
-    request: Request,
-    state: S,
-    handler: F,
-) -> Response
-where
-    S: Send + 'static,
-    F: FnOnce(Request, S) -> Fut + Send + 'static,
-    Fut: Future<Output = Response> + Send + 'static,
-{
-    if owner.is_some() {
-        Metrics::bump(&inner.metrics.executions);
-    }
-    let task = tokio::spawn(async move {
-        let outcome = AssertUnwindSafe(handler(request, state))
-            .catch_unwind()
-            .await;
-        let response = match outcome {
-            Ok(response) => response,
-            Err(_) => {
-                tracing::error!(
-                    key_prefix = options.key_prefix,
-                    "idempotency: the handler panicked"
-                );
-                if let Some((owner, _)) = owner {
-                    release(&inner, &owner).await;
+    /// The store could not answer: run without idempotency, or refuse.
+    async fn outage(
+        self,
+        inner: Arc<Inner>,
+        options: &'static Options,
+        error: &StoreError,
+    ) -> Response {
+        Metrics::bump(&inner.metrics.store_errors);
+        let fail_open = options.fail_open;
+        if let Some(suppressed) = inner.metrics.outage_warning_permit() {
+            tracing::warn!(
+                key_prefix = options.key_prefix,
+                fail_open,
+                suppressed,
+                error = %error,
+                "idempotency store unavailable; {}",
+                if fail_open {
+                    "running the handler without idempotency (fail_open = true)"
+                } else {
+                    "answering 503 (fail_open = false)"
                 }
-                return problem(ProblemCode::HandlerPanicked, "The request handler failed.");
-            }
-        };
-        let Some((owner, fingerprint)) = owner else {
-            return response;
-        };
-        if response.status().is_success() {
-            complete(&inner, options, owner, fingerprint, response).await
-        } else {
-            release(&inner, &owner).await;
-            response
+            );
         }
-    });
-    match task.await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::error!(%error, "idempotency: the handler task did not finish");
-            problem(ProblemCode::HandlerPanicked, "The request handler failed.")
+        if fail_open {
+            Metrics::bump(&inner.metrics.fail_open_runs);
+            self.execute(inner, options, None).await
+        } else {
+            Metrics::bump(&inner.metrics.fail_closed_rejections);
+            problem_retry_after(
+                ProblemCode::StoreUnavailable,
+                "The idempotency store is unavailable; retry later with the same key.",
+                1,
+            )
+        }
+    }
+
+    /// Run the handler detached from the connection; then complete or release the claim.
+    async fn execute(
+        self,
+        inner: Arc<Inner>,
+        options: &'static Options,
+        owner: Option<(Owner, Option<String>)>,
+    ) -> Response {
+        let Call {
+            request,
+            state,
+            handler,
+        } = self;
+        if owner.is_some() {
+            Metrics::bump(&inner.metrics.executions);
+        }
+        let task = tokio::spawn(async move {
+            let outcome = AssertUnwindSafe(handler(request, state))
+                .catch_unwind()
+                .await;
+            let response = match outcome {
+                Ok(response) => response,
+                Err(_) => {
+                    tracing::error!(
+                        key_prefix = options.key_prefix,
+                        "idempotency: the handler panicked"
+                    );
+                    if let Some((owner, _)) = owner {
+                        release(&inner, &owner).await;
+                    }
+                    return problem(ProblemCode::HandlerPanicked, "The request handler failed.");
+                }
+            };
+            let Some((owner, fingerprint)) = owner else {
+                return response;
+            };
+            if response.status().is_success() {
+                complete(&inner, options, owner, fingerprint, response).await
+            } else {
+                release(&inner, &owner).await;
+                response
+            }
+        });
+        match task.await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::error!(%error, "idempotency: the handler task did not finish");
+                problem(ProblemCode::HandlerPanicked, "The request handler failed.")
+            }
         }
     }
 }
