@@ -331,47 +331,33 @@ impl std::fmt::Debug for RedisClusterStore {
     }
 }
 
-#[async_trait]
-impl IdempotencyStore for RedisStore {
-    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        self.backend.claim(key, claim).await
-    }
+/// Both stores are a [`Backend`] over their connection type.
+macro_rules! delegate_to_backend {
+    ($($store:ty),*) => {$(
+        #[async_trait]
+        impl IdempotencyStore for $store {
+            async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+                self.backend.claim(key, claim).await
+            }
 
-    async fn complete(
-        &self,
-        key: &str,
-        token: &Token,
-        response: &StoredResponse,
-        ttl: Duration,
-    ) -> Result<Fence, StoreError> {
-        self.backend.complete(key, token, response, ttl).await
-    }
+            async fn complete(
+                &self,
+                key: &str,
+                token: &Token,
+                response: &StoredResponse,
+                ttl: Duration,
+            ) -> Result<Fence, StoreError> {
+                self.backend.complete(key, token, response, ttl).await
+            }
 
-    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
-        self.backend.release(key, token).await
-    }
+            async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+                self.backend.release(key, token).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl IdempotencyStore for RedisClusterStore {
-    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        self.backend.claim(key, claim).await
-    }
-
-    async fn complete(
-        &self,
-        key: &str,
-        token: &Token,
-        response: &StoredResponse,
-        ttl: Duration,
-    ) -> Result<Fence, StoreError> {
-        self.backend.complete(key, token, response, ttl).await
-    }
-
-    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
-        self.backend.release(key, token).await
-    }
-}
+delegate_to_backend!(RedisStore, RedisClusterStore);
 
 /// A Lua script and its SHA-1, for `EVALSHA`.
 struct Lua {
