@@ -83,26 +83,39 @@ fn typical_request_headers() -> HeaderMap {
     headers
 }
 
-/// A pretty-printed JSON document of about `size` bytes: an array of order lines.
+/// A pretty-printed JSON document of exactly `size` bytes: order lines, then padding.
 fn json_body(size: usize) -> Vec<u8> {
+    let doc = |lines: &[serde_json::Value], pad: usize| {
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "customer": 42,
+            "lines": lines,
+            "pad": "x".repeat(pad),
+        }))
+        .expect("a JSON value serializes")
+    };
     let mut lines = Vec::new();
-    let mut len = 2;
-    let mut i = 0u64;
-    while len < size {
-        let line = serde_json::json!({
+    for i in 0u64.. {
+        lines.push(serde_json::json!({
             "sku": format!("SKU-{i:06}"),
             "quantity": i % 7 + 1,
             "unit_price": 1999 + i,
             "currency": "EUR",
             "note": "caf\u{e9} \u{1F600}",
-            "gift": i % 3 == 0,
-        });
-        len += serde_json::to_vec_pretty(&line).map_or(0, |v| v.len()) + 2;
-        lines.push(line);
-        i += 1;
+            "gift": i.is_multiple_of(3),
+        }));
+        if doc(&lines, 0).len() > size {
+            lines.pop();
+            break;
+        }
     }
-    serde_json::to_vec_pretty(&serde_json::json!({ "customer": 42, "lines": lines }))
-        .expect("a JSON value serializes")
+    let body = doc(&lines, 0);
+    let body = doc(&lines, size.saturating_sub(body.len()));
+    assert_eq!(
+        body.len(),
+        size,
+        "the benchmark body has the size it is named for"
+    );
+    body
 }
 
 fn fingerprints(c: &mut Criterion) {
