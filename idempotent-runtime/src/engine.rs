@@ -234,7 +234,7 @@ where
         if owner.is_some() {
             Metrics::bump(&inner.metrics.executions);
         }
-        let task = tokio::spawn(async move {
+        let task = Detached::new(async move {
             let outcome = AssertUnwindSafe(handler(request, state))
                 .catch_unwind()
                 .await;
@@ -261,13 +261,7 @@ where
                 response
             }
         });
-        match task.await {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::error!(%error, "idempotency: the handler task did not finish");
-                problem(ProblemCode::HandlerPanicked, "The request handler failed.")
-            }
-        }
+        task.await
     }
 }
 
@@ -298,17 +292,12 @@ async fn complete(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let headers = inner
-        .replay_headers
-        .iter()
-        .flat_map(|name| {
-            parts
-                .headers
-                .get_all(name)
-                .iter()
-                .map(move |value| (name.clone(), value.clone()))
-        })
-        .collect();
+    let mut headers = Vec::with_capacity(inner.replay_headers.len());
+    for name in inner.replay_headers.iter() {
+        for value in parts.headers.get_all(name) {
+            headers.push((name.clone(), value.clone()));
+        }
+    }
     let stored = StoredResponse::new(parts.status, Some(headers), bytes.clone(), fingerprint);
     let written = tokio::time::timeout(
         inner.store_timeout,
@@ -533,4 +522,44 @@ async fn collect_limited(mut body: Body, limit: usize) -> Collected {
             all.freeze()
         }
     })
+}
+
+/// A future polled in place by the request, and moved onto a task of its own if the request
+/// is dropped before it finishes (the client went away), so that it still runs to the end.
+struct Detached<F: Future<Output = Response> + Send + 'static> {
+    future: Option<std::pin::Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = Response> + Send + 'static> Detached<F> {
+    fn new(future: F) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F: Future<Output = Response> + Send + 'static> Future for Detached<F> {
+    type Output = Response;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Response> {
+        let Some(future) = self.future.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let response = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        std::task::Poll::Ready(response)
+    }
+}
+
+impl<F: Future<Output = Response> + Send + 'static> Drop for Detached<F> {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(future);
+        }
+    }
 }

@@ -21,7 +21,10 @@ pub fn fingerprint(headers: &HeaderMap, body: &[u8]) -> String {
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    let mut out = [0u8; 64];
+    // A 32-byte digest always fits 64 hex digits.
+    let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether the `Content-Type` is `application/json` or `*/*+json` (parameters ignored).

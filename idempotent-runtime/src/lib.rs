@@ -58,7 +58,7 @@
 //!
 //! `run` reads the key (400 if missing or malformed), reads and hashes the body when
 //! `include_body = true` (413 over the limit), claims the key, and only then runs the
-//! extractors and the body, in a spawned task. A generic handler keeps its own type
+//! extractors and the body, detached from the connection (polled in place, and moved onto a task of its own if the client goes away). A generic handler keeps its own type
 //! parameters first and is routed as `post(handler::<MyRepo, _, _>)`.
 //!
 //! # Stores

@@ -27,7 +27,13 @@ pub struct Token(String);
 impl Token {
     /// A fresh random token.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+        Self(
+            uuid::Uuid::new_v4()
+                .simple()
+                .encode_lower(&mut buf)
+                .to_owned(),
+        )
     }
 
     /// A token from its string form (as a store read it back).

@@ -142,6 +142,12 @@ impl MemoryStore {
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
     async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        // A completed record never changes back: read it without the per-key lock.
+        if let Some(entry) = self.cache.get(key).and_then(Entry::live)
+            && matches!(*entry.record, Record::Completed(_))
+        {
+            return Ok(ClaimOutcome::Existing(Arc::unwrap_or_clone(entry.record)));
+        }
         let mut existing = None;
         self.cache.entry_by_ref(key).and_compute_with(|current| {
             match current.and_then(|e| e.into_value().live()) {
