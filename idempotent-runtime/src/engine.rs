@@ -117,10 +117,9 @@ where
     let mut waited = false;
     loop {
         let claim = Claim::new(Token::generate(), fingerprint.clone(), options.lock_ttl);
-        let outcome =
-            tokio::time::timeout(inner.store_timeout, inner.store.claim(&store_key, &claim)).await;
-        let error = match outcome {
-            Ok(Ok(ClaimOutcome::Claimed)) => {
+        let outcome = within_deadline(&inner, "claim", inner.store.claim(&store_key, &claim)).await;
+        let record = match outcome {
+            Ok(ClaimOutcome::Claimed) => {
                 let owner = Owner {
                     key: store_key,
                     token: claim.token,
@@ -129,20 +128,24 @@ where
                     .execute(inner, options, Some((owner, fingerprint)))
                     .await;
             }
-            Ok(Ok(ClaimOutcome::Existing(Record::Completed(stored)))) => {
-                if differs(fingerprint.as_deref(), stored.fingerprint.as_deref()) {
-                    return reused(&inner, &key);
+            Ok(ClaimOutcome::Existing(record)) => record,
+            Err(error) => {
+                if error.is_indeterminate() {
+                    // The claim may still land once the store answers: release it then.
+                    release_late_claim(&inner, store_key.clone(), claim.token, options.lock_ttl);
                 }
+                return call.outage(inner, options, &error).await;
+            }
+        };
+        if differs(fingerprint.as_deref(), record.fingerprint()) {
+            return reused(&inner, &key);
+        }
+        match record {
+            Record::Completed(stored) => {
                 Metrics::bump(&inner.metrics.replays);
                 return replay(stored);
             }
-            Ok(Ok(ClaimOutcome::Existing(Record::Processing {
-                fingerprint: theirs,
-                ..
-            }))) => {
-                if differs(fingerprint.as_deref(), theirs.as_deref()) {
-                    return reused(&inner, &key);
-                }
+            Record::Processing { .. } => {
                 if let Some(until) = wait_until
                     && Instant::now() + backoff < until
                 {
@@ -161,19 +164,7 @@ where
                     1,
                 );
             }
-            Ok(Err(error)) => {
-                if error.is_indeterminate() {
-                    release_late_claim(&inner, store_key.clone(), claim.token, options.lock_ttl);
-                }
-                error
-            }
-            Err(_) => {
-                // The claim may still land once the store answers: release it then.
-                release_late_claim(&inner, store_key.clone(), claim.token, options.lock_ttl);
-                StoreError::new(format!("claim timed out after {:?}", inner.store_timeout))
-            }
-        };
-        return call.outage(inner, options, &error).await;
+        }
     }
 }
 
@@ -299,16 +290,17 @@ async fn complete(
         }
     }
     let stored = StoredResponse::new(parts.status, Some(headers), bytes.clone(), fingerprint);
-    let written = tokio::time::timeout(
-        inner.store_timeout,
+    let written = within_deadline(
+        inner,
+        "storing the response",
         inner
             .store
             .complete(&owner.key, &owner.token, &stored, options.ttl),
     )
     .await;
     match written {
-        Ok(Ok(Fence::Applied)) => {}
-        Ok(Ok(_)) => {
+        Ok(Fence::Applied) => {}
+        Ok(_) => {
             Metrics::bump(&inner.metrics.fenced_writes);
             tracing::warn!(
                 key_prefix = options.key_prefix,
@@ -316,17 +308,9 @@ async fn complete(
                  after this one's lock_ttl ran out"
             );
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             Metrics::bump(&inner.metrics.store_errors);
             tracing::warn!(%error, key_prefix = options.key_prefix, "idempotency: storing the response failed");
-            release(inner, &owner).await;
-        }
-        Err(_) => {
-            Metrics::bump(&inner.metrics.store_errors);
-            tracing::warn!(
-                key_prefix = options.key_prefix,
-                "idempotency: storing the response timed out"
-            );
             release(inner, &owner).await;
         }
     }
@@ -336,28 +320,40 @@ async fn complete(
 /// Delete our PROCESSING record so a retry runs again. Best effort: if the store cannot be
 /// reached, the record expires after `lock_ttl`.
 async fn release(inner: &Inner, owner: &Owner) {
-    match tokio::time::timeout(
-        inner.store_timeout,
+    let released = within_deadline(
+        inner,
+        "releasing the key",
         inner.store.release(&owner.key, &owner.token),
     )
-    .await
-    {
-        Ok(Ok(Fence::Applied)) => {}
-        Ok(Ok(_)) => {
+    .await;
+    match released {
+        Ok(Fence::Applied) => {}
+        Ok(_) => {
             Metrics::bump(&inner.metrics.fenced_writes);
             tracing::warn!("idempotency: not releasing the key: another request owns it now");
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             Metrics::bump(&inner.metrics.store_errors);
             tracing::warn!(%error, "idempotency: releasing the key failed; it stays locked until lock_ttl");
         }
-        Err(_) => {
-            Metrics::bump(&inner.metrics.store_errors);
-            tracing::warn!(
-                "idempotency: releasing the key timed out; it stays locked until lock_ttl"
-            );
-        }
     }
+}
+
+/// A store call bounded by the store deadline. A call that misses it is an error whose
+/// outcome is unknown: it was sent and may still take effect.
+async fn within_deadline<T>(
+    inner: &Inner,
+    what: &str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(inner.store_timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(
+                StoreError::new(format!("{what} timed out after {:?}", inner.store_timeout))
+                    .indeterminate(),
+            )
+        })
 }
 
 /// A claim that timed out may land in the store later, and would then block the key's
@@ -380,9 +376,13 @@ fn release_late_claim(inner: &Arc<Inner>, key: String, token: Token, lock_ttl: D
         let mut pause = Duration::from_millis(100);
         let mut answers = 0;
         loop {
-            let released =
-                tokio::time::timeout(inner.store_timeout, inner.store.release(&key, &token)).await;
-            if let Ok(Ok(fence)) = released {
+            let released = within_deadline(
+                &inner,
+                "releasing a late claim",
+                inner.store.release(&key, &token),
+            )
+            .await;
+            if let Ok(fence) = released {
                 if fence == Fence::Applied {
                     Metrics::bump(&inner.metrics.late_claims_released);
                     tracing::info!(
