@@ -250,14 +250,6 @@ impl RedisStore {
     }
 }
 
-impl std::fmt::Debug for RedisStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("timeout", &self.backend.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A store on a Redis Cluster, over a [`ClusterConnection`]: it follows the slot map,
 /// redirections and failovers by itself.
 ///
@@ -323,17 +315,17 @@ impl RedisClusterStore {
     }
 }
 
-impl std::fmt::Debug for RedisClusterStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisClusterStore")
-            .field("timeout", &self.backend.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Both stores are a [`Backend`] over their connection type.
 macro_rules! delegate_to_backend {
     ($($store:ty),*) => {$(
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("timeout", &self.backend.timeout)
+                    .finish_non_exhaustive()
+            }
+        }
+
         #[async_trait]
         impl IdempotencyStore for $store {
             async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
