@@ -10,80 +10,23 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use axum_idempotent::{IdempotentLayer, IdempotentOptions};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt as _;
-use idempotent_runtime::{Idempotency, idempotent};
-use ruts::store::moka::MokaStore;
-use ruts::{CookieOptions, SessionLayer};
-use serde::Deserialize;
-use serde_json::json;
 use tower::ServiceExt as _;
-use tower_cookies::CookieManagerLayer;
 
-#[derive(Clone, Default)]
-struct AppState {
-    ids: Arc<AtomicU64>,
-}
-
-#[derive(Deserialize)]
-struct NewOrder {
-    amount: i64,
-}
-
-fn place_order(state: &AppState, order: &NewOrder) -> Response {
-    let id = state.ids.fetch_add(1, Ordering::Relaxed) + 1;
-    (
-        StatusCode::CREATED,
-        Json(json!({ "id": id, "amount": order.amount })),
-    )
-        .into_response()
-}
-
-async fn bare(State(state): State<AppState>, Json(order): Json<NewOrder>) -> Response {
-    place_order(&state, &order)
-}
-
-#[idempotent(key_prefix = "bench", ttl = "1h", include_body = true)]
-async fn idempotent_order(State(state): State<AppState>, Json(order): Json<NewOrder>) -> Response {
-    place_order(&state, &order)
-}
+/// The load benchmark's server: the same routes and handler.
+#[allow(dead_code)]
+#[path = "../examples/loadbench_server.rs"]
+mod server;
 
 fn app() -> Router {
-    let sessions = Arc::new(MokaStore::builder().build());
-    let peer_options = IdempotentOptions::default()
-        .use_idempotency_key_header(Some("Idempotency-Key"), true)
-        .expire_after(3600);
-    let peer = Router::new()
-        .route("/peer", post(bare))
-        .layer(IdempotentLayer::<MokaStore>::new(peer_options))
-        .layer(
-            SessionLayer::new(sessions).with_cookie_options(
-                CookieOptions::build()
-                    .name("session")
-                    .max_age(3600)
-                    .path("/"),
-            ),
-        )
-        .layer(CookieManagerLayer::new());
-    Router::new()
-        .route("/bare", post(bare))
-        .merge(
-            Router::new()
-                .route("/memory", post(idempotent_order))
-                .layer(Idempotency::memory()),
-        )
-        .merge(peer)
-        .with_state(AppState::default())
+    server::app(None)
 }
 
 /// The request every path gets, as the load benchmark sends it.

@@ -84,7 +84,8 @@ fn peer_routes() -> Router<AppState> {
         .layer(CookieManagerLayer::new())
 }
 
-async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+/// Every route: `/bare`, `/memory`, `/peer`, and `/redis` when a Redis store is given.
+pub(crate) fn app(redis: Option<Idempotency>) -> Router {
     let mut app = Router::new()
         .route("/bare", post(bare))
         .merge(
@@ -93,20 +94,31 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                 .layer(Idempotency::memory()),
         )
         .merge(peer_routes());
-    let mut stores = "memory";
-    if let Ok(url) = std::env::var("REDIS_URL")
-        && !url.is_empty()
-    {
-        let redis = Idempotency::redis(&url)
-            .await
-            .map_err(|e| format!("connecting to REDIS_URL={url}: {e}"))?;
+    if let Some(redis) = redis {
         app = app.merge(
             Router::new()
                 .route("/redis", post(idempotent_order))
                 .layer(redis),
         );
-        stores = "memory, redis";
     }
+    app.with_state(AppState::default())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    let redis = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(
+            Idempotency::redis(&url)
+                .await
+                .map_err(|e| format!("connecting to REDIS_URL={url}: {e}"))?,
+        ),
+        _ => None,
+    };
+    let stores = if redis.is_some() {
+        "memory, redis"
+    } else {
+        "memory"
+    };
+    let app = app(redis);
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3100".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
@@ -115,7 +127,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         "loadbench server ready on {} (stores: {stores})",
         listener.local_addr()?
     );
-    axum::serve(listener, app.with_state(AppState::default())).await?;
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
