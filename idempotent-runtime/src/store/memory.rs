@@ -1,10 +1,11 @@
 //! [`MemoryStore`]: the embedded default, for one process.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use moka::ops::compute::Op;
 use moka::sync::Cache;
 
 use super::{
@@ -14,9 +15,24 @@ use super::{
 /// The default capacity of a [`MemoryStore`], in bytes of keys and stored responses.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
-/// An in-memory store on a bounded concurrent cache ([moka]): per-entry lifetimes
-/// (`lock_ttl` for PROCESSING records, `ttl` for completed ones), an atomic per-key claim,
-/// and a capacity in bytes beyond which the least useful records are evicted.
+/// The number of independently locked parts of the PROCESSING records' map.
+const SHARDS: usize = 64;
+
+/// The hasher of both maps: fast on short keys, randomly seeded per process.
+type Hasher = foldhash::fast::RandomState;
+
+/// An in-memory store for one process: completed records in a bounded concurrent cache
+/// ([moka]), PROCESSING records in a sharded map beside it.
+///
+/// - A completed record lives for its `ttl`; the cache holds at most a capacity in bytes
+///   (keys, stored bodies and headers, plus 256 bytes of bookkeeping per record), beyond
+///   which the least useful records are evicted. A replay reads it without taking a lock.
+/// - A PROCESSING record lives until its request completes or releases it, or for its
+///   `lock_ttl`, after which the next claim takes the key over. There is one per request in
+///   flight, so they are not counted against the capacity.
+/// - A claim, a completion and a release of one key take that key's shard lock, so of any
+///   number of concurrent claims of a key exactly one wins, and a request whose lock was
+///   taken over can neither overwrite nor delete the newer owner's record.
 ///
 /// It serves one process; processes that must share keys need a shared store such as
 /// Redis. Eviction under memory pressure can drop a completed record before its `ttl`:
@@ -25,66 +41,131 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// [moka]: https://docs.rs/moka
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<String, Entry>,
+    completed: Cache<String, Completed, Hasher>,
+    claims: Arc<Claims>,
 }
 
+/// A completed record in the cache, with the lifetime it was stored for.
 #[derive(Clone)]
-struct Entry {
-    record: Arc<Record>,
+struct Completed {
+    response: Arc<StoredResponse>,
     ttl: Duration,
-    expires_at: Instant,
 }
 
-impl Entry {
-    fn new(record: Record, ttl: Duration) -> Self {
-        Self {
-            record: Arc::new(record),
-            ttl,
-            expires_at: Instant::now().checked_add(ttl).unwrap_or_else(far_future),
-        }
-    }
-
-    fn live(self) -> Option<Self> {
-        (self.expires_at > Instant::now()).then_some(self)
-    }
-
-    fn weight(key: &str, record: &Record) -> u32 {
-        let body = match record {
-            Record::Processing { .. } => 0,
-            Record::Completed(response) => {
-                response.body.len()
-                    + response.headers.as_ref().map_or(0, |h| {
-                        h.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
-                    })
-            }
-        };
+impl Completed {
+    fn weight(key: &str, response: &StoredResponse) -> u32 {
+        let headers = response.headers.as_ref().map_or(0, |h| {
+            h.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
+        });
         // Keys, fingerprints and bookkeeping: a fixed allowance.
-        u32::try_from(key.len() + body + 256).unwrap_or(u32::MAX)
+        u32::try_from(key.len() + response.body.len() + headers + 256).unwrap_or(u32::MAX)
     }
-}
 
-/// About 30 years from now: "never" for a cache entry, and always representable.
-fn far_future() -> Instant {
-    let now = Instant::now();
-    now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
-        .unwrap_or(now)
+    fn record(self) -> Record {
+        Record::Completed(Arc::unwrap_or_clone(self.response))
+    }
 }
 
 struct PerEntryTtl;
 
-impl moka::Expiry<String, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &String, value: &Entry, _now: Instant) -> Option<Duration> {
+impl moka::Expiry<String, Completed> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Completed,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
 
     fn expire_after_update(
         &self,
         _key: &String,
-        value: &Entry,
+        value: &Completed,
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
         Some(value.ttl)
+    }
+}
+
+/// A PROCESSING record.
+struct Pending {
+    token: Token,
+    fingerprint: Option<String>,
+    expires_at: Instant,
+}
+
+impl Pending {
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// The PROCESSING records, in shards each behind its own lock.
+struct Claims {
+    hasher: Hasher,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    pending: HashMap<String, Pending, Hasher>,
+    /// The size at which expired records are next swept out.
+    sweep_at: usize,
+}
+
+impl Shard {
+    /// The fewest records a shard holds before it is swept for expired ones.
+    const MIN_SWEEP: usize = 64;
+
+    fn insert(&mut self, key: &str, pending: Pending, now: Instant) {
+        // Every request completes or releases its claim, so expired records are rare (a
+        // claim whose lock ran out, whose owner then completes nothing); sweep them out
+        // when the shard has doubled since the last sweep.
+        if self.pending.len() >= self.sweep_at.max(Self::MIN_SWEEP) {
+            self.pending.retain(|_, p| p.live(now));
+            self.sweep_at = self.pending.len() * 2;
+        }
+        match self.pending.get_mut(key) {
+            Some(slot) => *slot = pending,
+            None => {
+                self.pending.insert(key.to_owned(), pending);
+            }
+        }
+    }
+}
+
+impl Claims {
+    fn new(hasher: Hasher) -> Self {
+        Self {
+            hasher,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// The shard of `key`, locked. A shard's map stays consistent whatever a panicking
+    /// holder left half done (each change is one map operation), so a poisoned lock is
+    /// taken over.
+    fn lock(&self, key: &str) -> MutexGuard<'_, Shard> {
+        // Bits the maps' own bucket choice (low bits) and tag (top bits) do not use.
+        let index = ((self.hasher.hash_one(key) >> 32) as usize) % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn live_count(&self) -> u64 {
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                shard.pending.values().filter(|p| p.live(now)).count() as u64
+            })
+            .sum()
     }
 }
 
@@ -95,73 +176,96 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store holding at most [`DEFAULT_MAX_BYTES`].
+    /// A store holding at most [`DEFAULT_MAX_BYTES`] of completed records.
     pub fn new() -> Self {
         Self::with_max_bytes(DEFAULT_MAX_BYTES)
     }
 
-    /// A store holding at most `max_bytes` of keys and stored responses (each record also
-    /// counts a fixed 256 bytes of bookkeeping).
+    /// A store holding at most `max_bytes` of keys and stored responses (each completed
+    /// record also counts a fixed 256 bytes of bookkeeping).
     pub fn with_max_bytes(max_bytes: u64) -> Self {
+        let hasher = Hasher::default();
         Self {
-            cache: Cache::builder()
+            completed: Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|key: &String, entry: &Entry| Entry::weight(key, &entry.record))
+                .weigher(|key: &String, entry: &Completed| Completed::weight(key, &entry.response))
                 .expire_after(PerEntryTtl)
-                .build(),
+                .build_with_hasher(hasher.clone()),
+            claims: Arc::new(Claims::new(hasher)),
         }
     }
 
-    /// The number of records held (after pending evictions are applied).
+    /// The number of live records held, PROCESSING and completed (after pending evictions
+    /// are applied).
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.completed.run_pending_tasks();
+        self.completed.entry_count() + self.claims.live_count()
     }
 
-    /// Whether the store holds no record.
+    /// Whether the store holds no live record.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The bytes held, as counted against the capacity (after pending evictions are
-    /// applied).
+    /// The bytes of completed records held, as counted against the capacity (after pending
+    /// evictions are applied).
     pub fn weighted_size(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.weighted_size()
+        self.completed.run_pending_tasks();
+        self.completed.weighted_size()
     }
 
     /// The record under `key`, if it is live.
     pub fn get(&self, key: &str) -> Option<Record> {
-        self.cache
-            .get(key)
-            .and_then(Entry::live)
-            .map(|e| (*e.record).clone())
+        {
+            let shard = self.claims.lock(key);
+            if let Some(p) = shard.pending.get(key)
+                && p.live(Instant::now())
+            {
+                return Some(Record::Processing {
+                    token: p.token.clone(),
+                    fingerprint: p.fingerprint.clone(),
+                });
+            }
+        }
+        self.completed.get(key).map(Completed::record)
     }
 }
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
     async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        // A completed record never changes back: read it without the per-key lock.
-        if let Some(entry) = self.cache.get(key).and_then(Entry::live)
-            && matches!(*entry.record, Record::Completed(_))
-        {
-            return Ok(ClaimOutcome::Existing(Arc::unwrap_or_clone(entry.record)));
+        // A completed record never changes back: read it without a lock.
+        if let Some(done) = self.completed.get(key) {
+            return Ok(ClaimOutcome::Existing(done.record()));
         }
-        let mut existing = None;
-        self.cache.entry_by_ref(key).and_compute_with(|current| {
-            match current.and_then(|e| e.into_value().live()) {
-                Some(entry) => {
-                    existing = Some(entry.record);
-                    Op::Nop
-                }
-                None => Op::Put(Entry::new(claim.to_processing(), claim.lock_ttl)),
-            }
-        });
-        Ok(match existing {
-            Some(record) => ClaimOutcome::Existing(Arc::unwrap_or_clone(record)),
-            None => ClaimOutcome::Claimed,
-        })
+        let now = Instant::now();
+        let mut shard = self.claims.lock(key);
+        if let Some(p) = shard.pending.get(key)
+            && p.live(now)
+        {
+            return Ok(ClaimOutcome::Existing(Record::Processing {
+                token: p.token.clone(),
+                fingerprint: p.fingerprint.clone(),
+            }));
+        }
+        // A completion stores its record under this lock before it removes its claim: if it
+        // ran since the lookup above, its record is in the cache now.
+        if self.completed.contains_key(key)
+            && let Some(done) = self.completed.get(key)
+        {
+            return Ok(ClaimOutcome::Existing(done.record()));
+        }
+        let expires_at = now.checked_add(claim.lock_ttl).unwrap_or_else(far_future);
+        shard.insert(
+            key,
+            Pending {
+                token: claim.token.clone(),
+                fingerprint: claim.fingerprint.clone(),
+                expires_at,
+            },
+            now,
+        );
+        Ok(ClaimOutcome::Claimed)
     }
 
     async fn complete(
@@ -171,43 +275,59 @@ impl IdempotencyStore for MemoryStore {
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Fence, StoreError> {
-        let mut fence = Fence::Refused;
-        self.cache.entry_by_ref(key).and_compute_with(|current| {
-            match current.and_then(|e| e.into_value().live()) {
-                Some(entry) if !entry.record.is_owned_by(token) => Op::Nop,
-                _ => {
-                    fence = Fence::Applied;
-                    Op::Put(Entry::new(Record::Completed(response.clone()), ttl))
+        let now = Instant::now();
+        let mut shard = self.claims.lock(key);
+        match shard.pending.get(key) {
+            // Ours, live or not: nobody took it over.
+            Some(p) if p.token == *token => {}
+            // Another claim's, live: it took the key over.
+            Some(p) if p.live(now) => return Ok(Fence::Refused),
+            // Absent (or an expired claim of another request): the key is free unless a
+            // completed record is there.
+            _ => {
+                if self.completed.contains_key(key) {
+                    return Ok(Fence::Refused);
                 }
             }
-        });
-        Ok(fence)
+        }
+        self.completed.insert(
+            key.to_owned(),
+            Completed {
+                response: Arc::new(response.clone()),
+                ttl,
+            },
+        );
+        shard.pending.remove(key);
+        Ok(Fence::Applied)
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
-        let mut fence = Fence::Refused;
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|current| match current {
-                Some(entry) if entry.value().record.is_owned_by(token) => {
-                    fence = Fence::Applied;
-                    Op::Remove
-                }
-                _ => Op::Nop,
-            });
-        Ok(fence)
+        let mut shard = self.claims.lock(key);
+        match shard.pending.get(key) {
+            Some(p) if p.token == *token => {
+                shard.pending.remove(key);
+                Ok(Fence::Applied)
+            }
+            _ => Ok(Fence::Refused),
+        }
     }
+}
+
+/// About 30 years from now: "never" for a lock, and always representable.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
+        .unwrap_or(now)
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.cache.entry_count())
-            .field("weighted_size", &self.cache.weighted_size())
-            .finish()
+            .field("completed", &self.completed.entry_count())
+            .field("weighted_size", &self.completed.weighted_size())
+            .finish_non_exhaustive()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +453,91 @@ mod tests {
             store.weighted_size()
         );
         assert!(store.len() < 10_000 && !store.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_concurrent_claims_exactly_one_wins() {
+        let store = MemoryStore::new();
+        for round in 0..200 {
+            let key = format!("race-{round}");
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, key) = (store.clone(), key.clone());
+                    tokio::spawn(async move {
+                        let c = claim(Duration::from_secs(60));
+                        matches!(store.claim(&key, &c).await, Ok(ClaimOutcome::Claimed))
+                    })
+                })
+                .collect();
+            let mut winners = 0;
+            for task in tasks {
+                winners += usize::from(task.await.unwrap());
+            }
+            assert_eq!(winners, 1, "{key}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_claim_racing_the_completion_sees_the_key_taken() {
+        let store = MemoryStore::new();
+        for round in 0..500 {
+            let key = format!("done-{round}");
+            let owner = claim(Duration::from_secs(60));
+            assert!(matches!(
+                store.claim(&key, &owner).await.unwrap(),
+                ClaimOutcome::Claimed
+            ));
+            let claimers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (store, key) = (store.clone(), key.clone());
+                    tokio::spawn(async move {
+                        let mut seen_completed = false;
+                        // Claim until the completion is seen; none may find the key free.
+                        while !seen_completed {
+                            match store.claim(&key, &claim(Duration::from_secs(60))).await {
+                                Ok(ClaimOutcome::Existing(Record::Completed(_))) => {
+                                    seen_completed = true;
+                                }
+                                Ok(ClaimOutcome::Existing(Record::Processing { .. })) => {
+                                    tokio::task::yield_now().await;
+                                }
+                                other => panic!("{key}: {other:?}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            assert_eq!(
+                store
+                    .complete(&key, &owner.token, &response(), Duration::from_secs(60))
+                    .await
+                    .unwrap(),
+                Fence::Applied
+            );
+            for task in claimers {
+                task.await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_claims_are_swept_out() {
+        let store = MemoryStore::new();
+        for i in 0..10_000 {
+            // Claims that nobody completes or releases, already expired.
+            store
+                .claim(&format!("lost-{i}"), &claim(Duration::ZERO))
+                .await
+                .unwrap();
+        }
+        let held: usize = store
+            .claims
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().pending.len())
+            .sum();
+        // Each shard is swept once it holds 64 records: at most 64 per shard remain.
+        assert!(held <= SHARDS * Shard::MIN_SWEEP, "{held}");
+        assert!(store.is_empty());
     }
 }
