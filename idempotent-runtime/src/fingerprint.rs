@@ -12,11 +12,62 @@ use sha2::{Digest, Sha256};
 /// The fingerprint of a body sent with `headers`.
 pub fn fingerprint(headers: &HeaderMap, body: &[u8]) -> String {
     if is_json(headers)
+        && !is_compact_json(body)
         && let Some(compact) = compact_json(body)
     {
         return sha256_hex(&compact);
     }
     sha256_hex(body)
+}
+
+/// Whether `body`, if it is JSON at all, is already in the compact form
+/// [`compact_json`] would write, so that it can be hashed as it is.
+///
+/// A body that is not JSON is hashed raw either way, so this only has to be right about
+/// valid JSON: no whitespace between tokens, no escape sequences in strings (the compact
+/// form may write them differently), and only integers that are written back unchanged
+/// (no fraction or exponent, no `-0`, at most 18 digits). Anything else answers `false`,
+/// and the body takes the full parse.
+pub fn is_compact_json(body: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        match b {
+            b'"' => {
+                // A string: up to the closing quote, without escapes.
+                i += 1;
+                loop {
+                    match body.get(i) {
+                        Some(b'"') => break,
+                        Some(b'\\') | None => return false,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let negative = b == b'-';
+                let start = if negative { i + 1 } else { i };
+                let digits = body
+                    .get(start..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|d| d.is_ascii_digit())
+                    .count();
+                let leading_zero = body.get(start) == Some(&b'0');
+                if digits == 0
+                    || digits > 18
+                    || (leading_zero && (digits > 1 || negative))
+                    || matches!(body.get(start + digits), Some(b'.' | b'e' | b'E'))
+                {
+                    return false;
+                }
+                i = start + digits;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => return false,
+            _ => i += 1,
+        }
+    }
+    true
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -35,6 +86,10 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
+    // The usual case, without splitting.
+    if value.eq_ignore_ascii_case("application/json") {
+        return true;
+    }
     let essence = value.split(';').next().unwrap_or("").trim();
     let Some((_, subtype)) = essence.split_once('/') else {
         return false;
@@ -88,6 +143,48 @@ mod tests {
         assert_eq!(
             compact_json("{ \"name\" : \"caf\\u00e9 \u{1F600}\", \"n\": 1.50, \"big\": 12345678901234567890 }".as_bytes()).unwrap(),
             "{\"name\":\"café 😀\",\"n\":1.5,\"big\":12345678901234567890}".as_bytes()
+        );
+    }
+
+    #[test]
+    fn compact_bodies_are_recognised_and_anything_else_takes_the_parse() {
+        for compact in [
+            &br#"{"amount":100}"#[..],
+            "[1,-2,0,true,false,null,\"caf\u{e9} {x}\"]".as_bytes(),
+            br#"{"a":{"b":[]},"c":-999999999999999999}"#,
+            b"",
+        ] {
+            assert!(
+                is_compact_json(compact),
+                "{}",
+                String::from_utf8_lossy(compact)
+            );
+        }
+        for other in [
+            &br#"{"amount": 100}"#[..],
+            b"{\"a\":1}\n",
+            br#"{"a":"\u0041"}"#,
+            br#"{"a":"x\/y"}"#,
+            b"1.50",
+            b"1e3",
+            b"2E1",
+            b"-0",
+            b"01",
+            b"1234567890123456789",
+            br#"{"a":"unterminated"#,
+        ] {
+            assert!(
+                !is_compact_json(other),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        // Where the fast path answers, the full parse agrees.
+        let h = json_headers("application/json");
+        let body = br#"{"amount":100,"items":[{"sku":"A-1","qty":2}]}"#;
+        assert_eq!(
+            fingerprint(&h, body),
+            sha256_hex(&compact_json(body).unwrap())
         );
     }
 

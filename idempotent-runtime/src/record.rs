@@ -21,35 +21,57 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
 /// An opaque, unique value that identifies one claim of a key.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Token(String);
+#[derive(Clone)]
+pub struct Token(TokenRepr);
+
+/// A generated token is kept inline (no allocation per request); one read back from a store
+/// is kept as it was read.
+#[derive(Clone)]
+enum TokenRepr {
+    Generated([u8; uuid::fmt::Simple::LENGTH]),
+    Read(Box<str>),
+}
 
 impl Token {
-    /// A fresh random token.
+    /// A fresh random token: 128 random bits, as 32 lowercase hex digits.
     pub fn generate() -> Self {
         let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
-        Self(
-            uuid::Uuid::new_v4()
-                .simple()
-                .encode_lower(&mut buf)
-                .to_owned(),
-        )
+        uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+        Self(TokenRepr::Generated(buf))
     }
 
     /// A token from its string form (as a store read it back).
     pub fn from_string(token: String) -> Self {
-        Self(token)
+        Self(TokenRepr::Read(token.into_boxed_str()))
     }
 
     /// The string form of the token.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Hex digits are ASCII, so this is always UTF-8.
+            TokenRepr::Generated(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            TokenRepr::Read(text) => text,
+        }
+    }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Token {}
+
+impl std::hash::Hash for Token {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Token({})", self.0)
+        write!(f, "Token({})", self.as_str())
     }
 }
 
@@ -271,6 +293,21 @@ mod tests {
             Bytes::copy_from_slice(body),
             Some("ab".repeat(32)),
         ))
+    }
+
+    #[test]
+    fn a_token_read_back_equals_the_generated_one() {
+        let token = Token::generate();
+        assert_eq!(token.as_str().len(), 32);
+        assert!(token.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        let read = Token::from_string(token.as_str().to_owned());
+        assert_eq!(read, token);
+        let state = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&state, &read),
+            std::hash::BuildHasher::hash_one(&state, &token)
+        );
+        assert_ne!(Token::generate(), token);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
 
 use http::{HeaderMap, HeaderValue};
-use idempotent_runtime::fingerprint::{fingerprint, sha256_hex};
+use idempotent_runtime::fingerprint::{compact_json, fingerprint, is_compact_json, sha256_hex};
 use idempotent_runtime::key::{self, KeyError, MAX_KEY_LEN};
 use proptest::prelude::*;
 
@@ -135,6 +135,73 @@ proptest! {
         prop_assert_eq!(fingerprint(&headers, &pretty), fingerprint(&headers, &compact));
         prop_assert_eq!(fingerprint(&headers, &compact), sha256_hex(&compact));
     }
+
+    #[test]
+    fn a_body_taken_as_compact_is_what_the_full_parse_writes(
+        tokens in prop::collection::vec(json_token(), 0..8),
+        value in json_value(),
+    ) {
+        let soup = tokens.concat().into_bytes();
+        // The same pieces as the items of an array: valid JSON whenever each is a value.
+        let array = format!("[{}]", tokens.join(",")).into_bytes();
+        let compact = serde_json::to_vec(&value).unwrap();
+        let pretty = serde_json::to_vec_pretty(&value).unwrap();
+        for body in [soup, array, compact, pretty] {
+            if is_compact_json(&body)
+                && let Some(parsed) = compact_json(&body)
+            {
+                prop_assert_eq!(
+                    &parsed, &body,
+                    "{}", String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
+}
+
+/// Pieces of JSON, valid or not, in the forms the compact writer keeps and in those it
+/// changes.
+fn json_token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            " ",
+            "\n",
+            "true",
+            "false",
+            "null",
+            "-",
+            "-0",
+            "0",
+            "00",
+            "7",
+            "-12",
+            "1.5",
+            "1.0",
+            "1e3",
+            "1E-2",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "999999999999999999",
+            "\"k\"",
+            "\"\"",
+            "\"\\u0041\"",
+            "\"\\/\"",
+            "\"\\n\"",
+            "\"é😀\"",
+            "\"\u{7f}\"",
+        ])
+        .prop_map(str::to_owned),
+        tricky_string(6).prop_map(|s| format!("\"{s}\"")),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| f.to_string()),
+    ]
 }
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
