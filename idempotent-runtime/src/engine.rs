@@ -115,8 +115,8 @@ where
     let wait_until = options.max_wait.map(|wait| Instant::now() + wait);
     let mut backoff = FIRST_WAIT_BACKOFF;
     let mut waited = false;
+    let mut claim = Claim::new(Token::generate(), fingerprint, options.lock_ttl);
     loop {
-        let claim = Claim::new(Token::generate(), fingerprint.clone(), options.lock_ttl);
         let outcome = within_deadline(&inner, "claim", inner.store.claim(&store_key, &claim)).await;
         let record = match outcome {
             Ok(ClaimOutcome::Claimed) => {
@@ -125,7 +125,7 @@ where
                     token: claim.token,
                 };
                 return call
-                    .execute(inner, options, Some((owner, fingerprint)))
+                    .execute(inner, options, Some((owner, claim.fingerprint)))
                     .await;
             }
             Ok(ClaimOutcome::Existing(record)) => record,
@@ -137,7 +137,7 @@ where
                 return call.outage(inner, options, &error).await;
             }
         };
-        if differs(fingerprint.as_deref(), record.fingerprint()) {
+        if differs(claim.fingerprint.as_deref(), record.fingerprint()) {
             return reused(&inner, &key);
         }
         match record {
@@ -155,6 +155,8 @@ where
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_WAIT_BACKOFF);
+                    // A new claim: the last one may yet land after a lost answer.
+                    claim.token = Token::generate();
                     continue;
                 }
                 Metrics::bump(&inner.metrics.conflicts);
