@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use idempotent_runtime::fingerprint::fingerprint;
+use idempotent_runtime::fingerprint::{compact_json, fingerprint};
 use idempotent_runtime::key;
 use idempotent_runtime::record::{Record, StoredResponse, Token};
 use idempotent_runtime::store::memory::MemoryStore;
@@ -144,6 +144,13 @@ fn fingerprints(c: &mut Criterion) {
         });
         group.bench_function(format!("raw/{label}"), |b| {
             b.iter(|| fingerprint(black_box(&raw_headers), black_box(&body)))
+        });
+        // The same document as compact JSON (as most clients send it): hashed without the
+        // parse.
+        let compact = compact_json(&body).expect("the benchmark body is JSON");
+        group.throughput(Throughput::Bytes(compact.len() as u64));
+        group.bench_function(format!("json_compact/{label}"), |b| {
+            b.iter(|| fingerprint(black_box(&json_headers), black_box(&compact)))
         });
     }
     group.finish();
