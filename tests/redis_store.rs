@@ -1,6 +1,7 @@
 //! The Redis stores against real `redis-server` processes: claims, fences, expiry, atomicity
 //! across connections, Spring records, undecodable values, round trips counted with
-//! `MONITOR`, outages (kill, SIGSTOP) and recovery, and a 3-master cluster.
+//! `MONITOR`, the claim script for servers that refuse `SET … NX GET`, outages (kill,
+//! SIGSTOP) and recovery, and a 3-master cluster.
 //!
 //! Timings are printed; run with `--nocapture` to see them.
 
@@ -16,7 +17,7 @@ use idempotent_runtime::store::redis::{RedisClusterStore, RedisOptions, RedisSto
 use idempotent_runtime::store::{
     Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoredResponse, Token,
 };
-use support::redis::{Monitor, RedisCluster, RedisServer};
+use support::redis::{Monitor, Redis62Proxy, RedisCluster, RedisServer};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -202,6 +203,23 @@ async fn complete_and_release_are_fenced_by_the_token() {
         Fence::Refused
     );
     assert_eq!(server.get(key).unwrap(), completed);
+
+    // Ownership is the exact beginning of the value: the same PROCESSING record anywhere
+    // else in it (here after a space) is not this claim's lock.
+    let shifted = [b" ".as_slice(), &again.to_processing().to_json()].concat();
+    server.set(key, &shifted);
+    assert_eq!(
+        store.release(key, &again.token).await.unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(
+        store
+            .complete(key, &again.token, &response(r#"{"n":4}"#), HOUR)
+            .await
+            .unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(server.get(key).unwrap(), shifted);
 }
 
 #[tokio::test]
@@ -469,13 +487,17 @@ async fn each_operation_is_one_command() {
     let first = hashed_claim(&"ab".repeat(32));
     let (outcome, seen) = monitor.commands_during(store.claim(key, &first)).await;
     assert!(is_claimed(&outcome.unwrap()));
-    assert_eq!(names(&seen), ["EVALSHA"], "claim of a fresh key: {seen:#?}");
+    assert_eq!(names(&seen), ["SET"], "claim of a fresh key: {seen:#?}");
+    assert!(
+        seen[0].line.ends_with(r#""NX" "GET" "PX" "60000""#),
+        "one SET NX GET PX lock_ttl: {seen:#?}"
+    );
 
     let (outcome, seen) = monitor
         .commands_during(store.claim(key, &hashed_claim(&"ab".repeat(32))))
         .await;
     assert!(processing_token(&outcome.unwrap()).is_some());
-    assert_eq!(names(&seen), ["EVALSHA"], "conflict: {seen:#?}");
+    assert_eq!(names(&seen), ["SET"], "conflict: {seen:#?}");
 
     let (outcome, seen) = monitor
         .commands_during(store.claim(key, &hashed_claim(&"cd".repeat(32))))
@@ -483,7 +505,7 @@ async fn each_operation_is_one_command() {
     assert!(processing_token(&outcome.unwrap()).is_some());
     assert_eq!(
         names(&seen),
-        ["EVALSHA"],
+        ["SET"],
         "mismatch (decided by the caller on the record returned): {seen:#?}"
     );
 
@@ -502,7 +524,7 @@ async fn each_operation_is_one_command() {
     ));
     assert_eq!(
         names(&seen),
-        ["EVALSHA"],
+        ["SET"],
         "claim of a completed key (replay): {seen:#?}"
     );
 
@@ -516,33 +538,151 @@ async fn each_operation_is_one_command() {
         .await;
     assert_eq!(fence.unwrap(), Fence::Applied);
     assert_eq!(names(&seen), ["EVALSHA"], "release: {seen:#?}");
-    println!("claim, conflict, mismatch, complete, replay, release: 1 command each (EVALSHA)");
+    println!(
+        "claim, conflict, mismatch, replay: 1 command each (SET); complete, release: 1 each (EVALSHA)"
+    );
 }
 
 #[tokio::test]
 async fn a_forgotten_script_is_sent_again_once() {
     let server = RedisServer::start();
     let store = connect(&server).await;
+    let claims: Vec<(String, Claim)> = (0..3)
+        .map(|i| (format!("idempotency:x:{i}"), claim(MINUTE)))
+        .collect();
+    for (key, claim) in &claims {
+        assert!(is_claimed(&store.claim(key, claim).await.unwrap()));
+    }
     let mut monitor = Monitor::start(&server).await;
     redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query::<()>(&mut server.connection())
         .unwrap();
 
-    let (outcome, seen) = monitor
-        .commands_during(store.claim("idempotency:x:1", &claim(MINUTE)))
+    let (fence, seen) = monitor
+        .commands_during(store.complete(&claims[0].0, &claims[0].1.token, &response("{}"), HOUR))
         .await;
-    assert!(is_claimed(&outcome.unwrap()));
+    assert_eq!(fence.unwrap(), Fence::Applied);
     assert_eq!(
         names(&seen),
         ["EVALSHA", "EVAL"],
         "NOSCRIPT, then the source once: {seen:#?}"
     );
+    let (fence, seen) = monitor
+        .commands_during(store.complete(&claims[1].0, &claims[1].1.token, &response("{}"), HOUR))
+        .await;
+    assert_eq!(fence.unwrap(), Fence::Applied);
+    assert_eq!(names(&seen), ["EVALSHA"], "cached again by EVAL: {seen:#?}");
+    let (fence, seen) = monitor
+        .commands_during(store.release(&claims[2].0, &claims[2].1.token))
+        .await;
+    assert_eq!(fence.unwrap(), Fence::Applied);
+    assert_eq!(
+        names(&seen),
+        ["EVALSHA", "EVAL"],
+        "each script is sent again on its own first call: {seen:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_set_nx_get_gets_the_claim_script() {
+    let server = RedisServer::start();
+    let old = Redis62Proxy::start(&server).await;
+    let store = RedisStore::connect(&old.url())
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", old.url()));
+    let mut monitor = Monitor::start(&server).await;
+    let key = "idempotency:old:1";
+
+    // The first claim meets `ERR syntax error` and makes the same claim with the script.
+    let first = claim(MINUTE);
+    let (outcome, seen) = monitor.commands_during(store.claim(key, &first)).await;
+    assert!(is_claimed(&outcome.unwrap()));
+    assert_eq!(old.refused(), 1, "SET … NX GET was tried, and refused");
+    assert_eq!(
+        names(&seen),
+        ["EVALSHA"],
+        "then the claim script, in the same call: {seen:#?}"
+    );
+    assert_eq!(server.get(key).unwrap(), first.to_processing().to_json());
+    let pttl = server.pttl(key);
+    assert!(pttl > 0 && pttl <= 60_000, "PTTL {pttl}");
+
+    // Later claims, by clones too, go straight to the script.
+    let clone = store.clone();
     let (outcome, seen) = monitor
-        .commands_during(store.claim("idempotency:x:2", &claim(MINUTE)))
+        .commands_during(clone.claim(key, &claim(MINUTE)))
+        .await;
+    assert_eq!(processing_token(&outcome.unwrap()), Some(&first.token));
+    assert_eq!(names(&seen), ["EVALSHA"], "conflict: {seen:#?}");
+    assert_eq!(
+        store
+            .complete(key, &first.token, &response(r#"{"old":1}"#), HOUR)
+            .await
+            .unwrap(),
+        Fence::Applied
+    );
+    let (outcome, seen) = monitor
+        .commands_during(store.claim(key, &claim(MINUTE)))
+        .await;
+    match outcome.unwrap() {
+        ClaimOutcome::Existing(Record::Completed(r)) => assert_eq!(&r.body[..], br#"{"old":1}"#),
+        other => panic!("expected the completed record, got {other:?}"),
+    }
+    assert_eq!(names(&seen), ["EVALSHA"], "replay: {seen:#?}");
+
+    // A forgotten claim script is sent again, as the others are.
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query::<()>(&mut server.connection())
+        .unwrap();
+    let (outcome, seen) = monitor
+        .commands_during(store.claim("idempotency:old:2", &claim(MINUTE)))
         .await;
     assert!(is_claimed(&outcome.unwrap()));
-    assert_eq!(names(&seen), ["EVALSHA"], "cached again by EVAL: {seen:#?}");
+    assert_eq!(names(&seen), ["EVALSHA", "EVAL"], "{seen:#?}");
+    assert_eq!(old.refused(), 1, "SET … NX GET was not tried again");
+
+    // A store that claims with SET NX GET and one that claims with the script exclude each
+    // other, as the old and new servers of a cluster being upgraded would.
+    let old: Arc<dyn IdempotencyStore> = Arc::new(store);
+    let new: Arc<dyn IdempotencyStore> = Arc::new(connect(&server).await);
+    for round in 0..5 {
+        race(
+            &[old.clone(), new.clone()],
+            &format!("idempotency:race:mixed-{round}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_error_answer_to_a_claim_does_not_switch_claims_to_the_script() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let mut monitor = Monitor::start(&server).await;
+    redis::cmd("HSET")
+        .arg("idempotency:e:hash")
+        .arg("f")
+        .arg("v")
+        .query::<()>(&mut server.connection())
+        .unwrap();
+    server.set("idempotency:e:garbage", b"not json");
+
+    for key in ["idempotency:e:hash", "idempotency:e:garbage"] {
+        let (outcome, seen) = monitor
+            .commands_during(store.claim(key, &claim(MINUTE)))
+            .await;
+        let error = outcome.err().unwrap_or_else(|| panic!("{key}: no error"));
+        println!("{key}: {error}");
+        assert!(!error.is_indeterminate(), "Redis answered: {error}");
+        assert_eq!(names(&seen), ["SET"], "{key}: {seen:#?}");
+    }
+    let (outcome, seen) = monitor
+        .commands_during(store.claim("idempotency:e:fresh", &claim(MINUTE)))
+        .await;
+    assert!(is_claimed(&outcome.unwrap()));
+    assert_eq!(names(&seen), ["SET"], "still SET NX GET: {seen:#?}");
 }
 
 /// Claims fresh keys until one succeeds; returns how long that took.
@@ -731,13 +871,7 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
     let touching: Vec<&str> = seen
         .iter()
         .filter(|s| s.line.contains(late_token))
-        .map(|s| {
-            if s.line.contains("PROCESSING") {
-                "claim"
-            } else {
-                "release"
-            }
-        })
+        .map(|s| if s.name == "SET" { "claim" } else { "release" })
         .collect();
     println!("SIGCONT: commands carrying the late claim's token: {touching:?}");
     assert_eq!(touching.first(), Some(&"claim"));

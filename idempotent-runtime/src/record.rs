@@ -11,7 +11,9 @@
 //! what Spring writes: a record without `headers` replays with
 //! `Content-Type: application/json`. A body that is not UTF-8 is stored base64-encoded with
 //! `"bodyEncoding":"base64"`. A PROCESSING record is
-//! `{"state":"PROCESSING","token":"…","bodyHash":…}`; it never carries `statusCode`.
+//! `{"state":"PROCESSING","token":"…","bodyHash":…}`, always with `state` and `token` first
+//! (the Redis store recognises a claim's own record by that beginning); it never carries
+//! `statusCode`.
 
 use std::fmt;
 
@@ -178,6 +180,21 @@ impl Record {
         };
         // Serializing this struct of strings and integers cannot fail.
         serde_json::to_vec(&wire).unwrap_or_default()
+    }
+
+    /// The exact beginning of the JSON of `token`'s PROCESSING record, as
+    /// [`to_json`](Self::to_json) writes it whatever the fingerprint:
+    /// `{"state":"PROCESSING","token":"…"`. No other record starts with it: a completed
+    /// record starts with `{"statusCode"`, and the closing quote ends the token.
+    #[cfg(any(feature = "redis", test))]
+    pub(crate) fn processing_prefix(token: &Token) -> String {
+        // `Wire`'s first two fields, as `to_json` writes them for a PROCESSING record, the
+        // strings escaped by serde_json as there (a unit test holds the two together).
+        format!(
+            "{{\"state\":{},\"token\":{}",
+            serde_json::Value::from(PROCESSING),
+            serde_json::Value::from(token.as_str())
+        )
     }
 
     /// Decode a record written by [`to_json`](Self::to_json) or by the Spring aspect.
@@ -361,6 +378,50 @@ mod tests {
         let json = record.to_json();
         assert!(!std::str::from_utf8(&json).unwrap().contains("statusCode"));
         assert_eq!(Record::from_json(&json).unwrap(), record);
+    }
+
+    #[test]
+    fn a_processing_record_starts_with_its_prefix_and_no_other_record_does() {
+        let token = Token::generate();
+        let prefix = Record::processing_prefix(&token);
+        assert_eq!(
+            prefix,
+            format!(r#"{{"state":"PROCESSING","token":"{}""#, token.as_str())
+        );
+        for fingerprint in [None, Some("ab".repeat(32))] {
+            let json = Record::Processing {
+                token: token.clone(),
+                fingerprint,
+            }
+            .to_json();
+            assert!(json.starts_with(prefix.as_bytes()), "{json:?}");
+        }
+        let other = Record::Processing {
+            token: Token::generate(),
+            fingerprint: None,
+        };
+        assert!(!other.to_json().starts_with(prefix.as_bytes()));
+        assert!(
+            !completed(b"{}", None)
+                .to_json()
+                .starts_with(prefix.as_bytes())
+        );
+        // A token that is the beginning of another one: the closing quote tells them apart.
+        let longer = Token::from_string(format!("{}0", token.as_str()));
+        let json = Record::Processing {
+            token: longer,
+            fingerprint: None,
+        }
+        .to_json();
+        assert!(!json.starts_with(prefix.as_bytes()));
+        // A token that JSON escapes is escaped the same way in both.
+        let odd = Token::from_string("a\"b\\c\u{1}".to_owned());
+        let json = Record::Processing {
+            token: odd.clone(),
+            fingerprint: None,
+        }
+        .to_json();
+        assert!(json.starts_with(Record::processing_prefix(&odd).as_bytes()));
     }
 
     #[test]

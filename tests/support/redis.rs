@@ -1,5 +1,6 @@
 //! Real `redis-server` processes for tests: a single server that can be killed, paused and
-//! restarted on the same port, a cluster, and a `MONITOR` command counter.
+//! restarted on the same port, a cluster, a `MONITOR` command counter, and a proxy that
+//! makes a server answer like Redis 6.2.
 //!
 //! Each server runs on a free loopback port, without persistence, in a directory of its
 //! own that is removed with it; it is killed on drop. Readiness is polled (a connection and
@@ -8,10 +9,11 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// How long a server (or a cluster) may take to become ready.
@@ -444,4 +446,194 @@ fn parse_monitor_line(line: String) -> Option<Seen> {
     let rest = line[close + 1..].trim_start().strip_prefix('"')?;
     let name = rest[..rest.find('"')?].to_ascii_uppercase();
     Some(Seen { name, line })
+}
+
+/// A loopback proxy in front of a [`RedisServer`] that answers `SET` with both `NX` and
+/// `GET` as Redis 6.2 does (and, for lack of `GET`, every version before it):
+/// `-ERR syntax error`, without passing the command on. Every other command goes through
+/// to the server, and its reply back, in order.
+pub struct Redis62Proxy {
+    port: u16,
+    refused: Arc<AtomicUsize>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Redis62Proxy {
+    /// Start proxying to `server` on a free loopback port.
+    pub async fn start(server: &RedisServer) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap_or_else(|e| panic!("proxy: cannot listen: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("proxy: no local address: {e}"))
+            .port();
+        let upstream = server.addr();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let accept = tokio::spawn({
+            let refused = refused.clone();
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let upstream = upstream.clone();
+                    let refused = refused.clone();
+                    tokio::spawn(async move {
+                        // A connection ends when either side closes it.
+                        let _ = relay(client, &upstream, &refused).await;
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            refused,
+            accept,
+        }
+    }
+
+    /// `redis://127.0.0.1:{port}` of the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many `SET … NX … GET` commands were answered `ERR syntax error`.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Redis62Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Serve one client connection: each command in turn, refused or forwarded.
+async fn relay(
+    client: tokio::net::TcpStream,
+    upstream: &str,
+    refused: &AtomicUsize,
+) -> std::io::Result<()> {
+    let server = tokio::net::TcpStream::connect(upstream).await?;
+    let (from_client, mut to_client) = client.into_split();
+    let (from_server, mut to_server) = server.into_split();
+    let mut from_client = tokio::io::BufReader::new(from_client);
+    let mut from_server = tokio::io::BufReader::new(from_server);
+    while let Some((raw, args)) = read_command(&mut from_client).await? {
+        if is_set_nx_get(&args) {
+            refused.fetch_add(1, Ordering::SeqCst);
+            to_client.write_all(b"-ERR syntax error\r\n").await?;
+        } else {
+            to_server.write_all(&raw).await?;
+            let reply = read_reply(&mut from_server).await?;
+            to_client.write_all(&reply).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `SET key value … NX … GET …`, options in any order and case.
+fn is_set_nx_get(args: &[Vec<u8>]) -> bool {
+    let has = |option: &str| {
+        args.iter()
+            .skip(3)
+            .any(|a| a.eq_ignore_ascii_case(option.as_bytes()))
+    };
+    args.first().is_some_and(|c| c.eq_ignore_ascii_case(b"SET")) && has("NX") && has("GET")
+}
+
+fn invalid(what: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
+}
+
+/// One line (`\r\n` included) appended to `raw`; the line without its type byte and `\r\n`.
+async fn read_line(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    raw: &mut Vec<u8>,
+) -> std::io::Result<Option<(u8, String)>> {
+    let start = raw.len();
+    if reader.read_until(b'\n', raw).await? == 0 {
+        return Ok(None);
+    }
+    let line = &raw[start..];
+    let body = line
+        .strip_suffix(b"\r\n")
+        .and_then(|l| l.split_first())
+        .ok_or_else(|| invalid(format!("bad RESP line {:?}", String::from_utf8_lossy(line))))?;
+    Ok(Some((
+        *body.0,
+        String::from_utf8_lossy(body.1).into_owned(),
+    )))
+}
+
+fn length(text: &str) -> std::io::Result<i64> {
+    text.parse()
+        .map_err(|_| invalid(format!("bad RESP length {text:?}")))
+}
+
+/// `n` bytes and `\r\n`, appended to `raw`.
+async fn read_blob(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    raw: &mut Vec<u8>,
+    n: i64,
+) -> std::io::Result<()> {
+    let n = usize::try_from(n).map_err(|_| invalid(format!("bad RESP length {n}")))?;
+    let start = raw.len();
+    raw.resize(start + n + 2, 0);
+    reader.read_exact(&mut raw[start..]).await?;
+    Ok(())
+}
+
+/// A client's command (an array of bulk strings): its bytes and its arguments; `None` at the
+/// end of the stream.
+async fn read_command(
+    reader: &mut (impl AsyncBufRead + Unpin),
+) -> std::io::Result<Option<(Vec<u8>, Vec<Vec<u8>>)>> {
+    let mut raw = Vec::new();
+    let Some((b'*', count)) = read_line(reader, &mut raw).await? else {
+        return if raw.is_empty() {
+            Ok(None)
+        } else {
+            Err(invalid("a command that is not an array"))
+        };
+    };
+    let mut args = Vec::new();
+    for _ in 0..length(&count)? {
+        let Some((b'$', len)) = read_line(reader, &mut raw).await? else {
+            return Err(invalid("an argument that is not a bulk string"));
+        };
+        let start = raw.len();
+        read_blob(reader, &mut raw, length(&len)?).await?;
+        args.push(raw[start..raw.len() - 2].to_vec());
+    }
+    Ok(Some((raw, args)))
+}
+
+/// One complete reply of the server (RESP2 or RESP3), as bytes.
+async fn read_reply(reader: &mut (impl AsyncBufRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut pending: i64 = 1;
+    while pending > 0 {
+        pending -= 1;
+        let (kind, text) = read_line(reader, &mut raw)
+            .await?
+            .ok_or_else(|| invalid("the server closed the connection mid-reply"))?;
+        match kind {
+            // Blob string, verbatim string, blob error.
+            b'$' | b'=' | b'!' => {
+                let n = length(&text)?;
+                if n >= 0 {
+                    read_blob(reader, &mut raw, n).await?;
+                }
+            }
+            // Array, set, push.
+            b'*' | b'~' | b'>' => pending += length(&text)?.max(0),
+            // Map.
+            b'%' => pending += 2 * length(&text)?.max(0),
+            // Attributes, then the reply they describe.
+            b'|' => pending += 2 * length(&text)?.max(0) + 1,
+            // Simple string, error, integer, null, double, boolean, big number.
+            _ => {}
+        }
+    }
+    Ok(raw)
 }

@@ -47,36 +47,46 @@
 //!
 //! # Round trips
 //!
-//! Each store operation is one Lua script, sent as one `EVALSHA` command, so it is atomic
-//! in Redis and costs one round trip:
+//! Each store operation is one Redis command, so it is atomic in Redis and costs one round
+//! trip: the claim is one `SET`, complete and release are each one Lua script sent with
+//! `EVALSHA`:
 //!
 //! | request | commands |
 //! |---|---|
-//! | replay (key completed, same body) | 1: claim, which returns the stored record |
+//! | replay (key completed, same body) | 1: claim (`SET`), which returns the stored record |
 //! | mismatch (different body) | 1: claim |
 //! | conflict (key still PROCESSING) | 1: claim |
-//! | first execution | 2: claim, then complete (or release, for a non-2xx answer) |
+//! | first execution | 2: claim, then complete (or release, for a non-2xx answer: `EVALSHA`) |
 //! | missing or invalid key | 0 |
 //!
-//! The scripts are loaded (`SCRIPT LOAD`) when the store connects. If Redis forgets them
-//! (a restart, `SCRIPT FLUSH`, a failover to a replica that never saw them), the call that
-//! meets `NOSCRIPT` sends the script's source once with `EVAL`, which also puts it back in
-//! Redis's script cache: one extra round trip, once.
-//!
-//! - **claim**: `GET`; if a value is there, return it; otherwise `SET key processing PX
-//!   lock_ttl`. Of any number of concurrent claims, across processes, exactly one finds the
-//!   key empty.
+//! - **claim**: `SET key processing NX GET PX lock_ttl`. If a value is there, Redis returns
+//!   it and writes nothing; otherwise it writes the PROCESSING record and returns nil. Of
+//!   any number of concurrent claims, across processes, exactly one finds the key empty.
 //! - **complete**: write the completed record with `PX ttl` if the key is absent (the lock
 //!   expired and nobody claimed it since) or holds this claim's PROCESSING record;
 //!   otherwise refuse ([`Fence::Refused`]).
 //! - **release**: `DEL` only if the key holds this claim's PROCESSING record.
 //!
-//! "This claim's PROCESSING record" is decided inside Redis: the value must contain the
-//! claim's token (a random 128-bit value; a cheap substring test that rules out every other
-//! record without parsing it) and, decoded with `cjson`, have `state == "PROCESSING"` and
-//! `token` equal to it. The comparison is on the decoded fields, so it does not depend on
-//! how the JSON is formatted, and the (possibly large) completed records are never decoded
-//! on this path.
+//! `SET` with both `NX` and `GET` needs Redis 7.0 or later; Redis 6.2 and earlier answer it
+//! with `ERR syntax error` and write nothing. On that answer the store makes the same claim
+//! with a Lua script (`GET`; if a value is there, return it; otherwise `SET key processing
+//! PX lock_ttl`), sent with `EVALSHA`, and keeps using the script for every later claim: one
+//! extra round trip, once, logged at `info`. The switch follows the server's answer rather
+//! than a version read at connect, so it also holds when a cluster in the middle of an
+//! upgrade, or a failover, puts an older server behind the store.
+//!
+//! The scripts (the claim script included) are loaded (`SCRIPT LOAD`) when the store
+//! connects. If Redis forgets them (a restart, `SCRIPT FLUSH`, a failover to a replica that
+//! never saw them), the call that meets `NOSCRIPT` sends the script's source once with
+//! `EVAL`, which also puts it back in Redis's script cache: one extra round trip, once.
+//!
+//! "This claim's PROCESSING record" is decided inside Redis, by the beginning of the value:
+//! it must start with exactly `{"state":"PROCESSING","token":"<token>"`, which the store
+//! builds from the claim's token as the record's JSON writes it (see [`crate::record`]).
+//! The token is a random 128-bit value, the closing quote ends it and a completed record
+//! starts with `{"statusCode"`, so only this claim's own PROCESSING record matches. No
+//! JSON is decoded, and no more of a (possibly large) completed record is read than the
+//! length of that prefix.
 //!
 //! # Outages
 //!
@@ -106,7 +116,8 @@
 //!
 //! [`ClusterClientBuilder`]: redis::cluster::ClusterClientBuilder
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -242,10 +253,7 @@ impl RedisStore {
         .await?;
         tracing::info!("idempotency: connected to redis");
         Ok(Self {
-            backend: Backend {
-                conn,
-                timeout: options.timeout,
-            },
+            backend: Backend::new(conn, options.timeout),
         })
     }
 }
@@ -307,10 +315,7 @@ impl RedisClusterStore {
         .await?;
         tracing::info!("idempotency: connected to redis cluster");
         Ok(Self {
-            backend: Backend {
-                conn,
-                timeout: options.timeout,
-            },
+            backend: Backend::new(conn, options.timeout),
         })
     }
 }
@@ -368,8 +373,9 @@ impl Lua {
     }
 }
 
-/// `KEYS[1]` the store key, `ARGV[1]` the PROCESSING record, `ARGV[2]` `lock_ttl` in ms.
-/// Returns the value found, or nil after writing the claim.
+/// The claim on servers that refuse `SET … NX GET` (before Redis 7.0): `KEYS[1]` the store
+/// key, `ARGV[1]` the PROCESSING record, `ARGV[2]` `lock_ttl` in ms. Returns the value found,
+/// or nil after writing the claim, as `SET … NX GET` does.
 static CLAIM: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         "claim",
@@ -380,15 +386,13 @@ return false",
     )
 });
 
-/// Prepends `owned(v, token)`: whether `v` is the PROCESSING record of the claim whose token
-/// is `token`.
+/// Prepends `owned(v, p)`: whether `v` is the PROCESSING record of the claim whose record
+/// starts with `p` ([`Record::processing_prefix`] of its token).
 macro_rules! with_owned {
     ($body:literal) => {
         concat!(
-            "local function owned(v, token)
-  if not string.find(v, token, 1, true) then return false end
-  local ok, r = pcall(cjson.decode, v)
-  return ok and type(r) == 'table' and r.state == 'PROCESSING' and r.token == token
+            "local function owned(v, p)
+  return string.sub(v, 1, #p) == p
 end
 ",
             $body
@@ -396,8 +400,8 @@ end
     };
 }
 
-/// `KEYS[1]` the store key, `ARGV[1]` the token, `ARGV[2]` the completed record, `ARGV[3]`
-/// `ttl` in ms. Returns 1 if written, 0 if refused.
+/// `KEYS[1]` the store key, `ARGV[1]` the claim's PROCESSING prefix, `ARGV[2]` the completed
+/// record, `ARGV[3]` `ttl` in ms. Returns 1 if written, 0 if refused.
 static COMPLETE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         "complete",
@@ -410,7 +414,8 @@ return 1"
     )
 });
 
-/// `KEYS[1]` the store key, `ARGV[1]` the token. Returns 1 if deleted, 0 if refused.
+/// `KEYS[1]` the store key, `ARGV[1]` the claim's PROCESSING prefix. Returns 1 if deleted, 0
+/// if refused.
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         "release",
@@ -443,17 +448,28 @@ struct Failure {
 struct Backend<C> {
     conn: C,
     timeout: Duration,
+    /// Set once the server refused `SET … NX GET` (Redis before 7.0): claims run the
+    /// [`CLAIM`] script from then on. Shared by clones.
+    claim_by_script: Arc<AtomicBool>,
 }
 
 impl<C> Backend<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
+    fn new(conn: C, timeout: Duration) -> Self {
+        Self {
+            conn,
+            timeout,
+            claim_by_script: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         let record = claim.to_processing().to_json();
-        let lock_ttl = millis(claim.lock_ttl);
+        let lock_ttl = millis(claim.lock_ttl).to_string();
         let found = match self
-            .eval(&CLAIM, key, &[&record, lock_ttl.to_string().as_bytes()])
+            .call("claim", || self.claim_once(key, &record, &lock_ttl))
             .await
         {
             Ok(found) => found,
@@ -463,7 +479,7 @@ where
         let bytes = match found {
             Value::Nil | Value::Boolean(false) => return Ok(ClaimOutcome::Claimed),
             Value::BulkString(bytes) => bytes,
-            other => return Err(unexpected(CLAIM.name, &other)),
+            other => return Err(unexpected("claim", &other)),
         };
         match Record::from_json(&bytes) {
             // Only possible if this very claim reached Redis twice: it is ours.
@@ -486,65 +502,96 @@ where
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<Fence, StoreError> {
+        let prefix = Record::processing_prefix(token);
         let record = Record::Completed(response.clone()).to_json();
-        let ttl = millis(ttl);
+        let ttl = millis(ttl).to_string();
+        let args: [&[u8]; 3] = [prefix.as_bytes(), &record, ttl.as_bytes()];
         let done = self
-            .eval(
-                &COMPLETE,
-                key,
-                &[
-                    token.as_str().as_bytes(),
-                    &record,
-                    ttl.to_string().as_bytes(),
-                ],
-            )
+            .call("complete", || self.eval_once(&COMPLETE, key, &args))
             .await
             .map_err(|f| f.error)?;
-        fence(COMPLETE.name, &done)
+        fence("complete", &done)
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+        let prefix = Record::processing_prefix(token);
+        let args: [&[u8]; 1] = [prefix.as_bytes()];
         let done = self
-            .eval(&RELEASE, key, &[token.as_str().as_bytes()])
+            .call("release", || self.eval_once(&RELEASE, key, &args))
             .await
             .map_err(|f| f.error)?;
-        fence(RELEASE.name, &done)
+        fence("release", &done)
     }
 
-    /// Run `script` on `key`, bounded by the timeout.
-    async fn eval(&self, script: &Lua, key: &str, args: &[&[u8]]) -> Result<Value, Failure> {
+    /// Run the operation `op`, which `send` sends once, bounded by the timeout; on failure,
+    /// say whether it may still have run in Redis.
+    async fn call<F, Fut>(&self, op: &'static str, send: F) -> Result<Value, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Value, RedisError>>,
+    {
         let run = async {
-            match self.eval_once(script, key, args).await {
+            match send().await {
                 // The connection could not be opened, so the command was never sent: a
                 // reconnection has just been started; wait for it, within the deadline.
-                Err(e) if e.is_connection_refusal() => self.eval_once(script, key, args).await,
+                Err(e) if e.is_connection_refusal() => send().await,
                 other => other,
             }
         };
         match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
-                tracing::debug!(script = script.name, error = %e, "idempotency: redis call failed");
-                // Redis answered with an error (the script did not write), or the command
+                tracing::debug!(op, error = %e, "idempotency: redis call failed");
+                // Redis answered with an error (the command did not write), or the command
                 // was never sent; anything else (a timeout, a connection lost while waiting
                 // for the answer) may still have run.
                 let answered = matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension);
                 Err(Failure {
                     maybe_applied: !answered && !e.is_connection_refusal(),
-                    error: StoreError::with_source(format!("redis: {} failed", script.name), e),
+                    error: StoreError::with_source(format!("redis: {op} failed"), e),
                 })
             }
             Err(_) => {
-                tracing::debug!(script = script.name, timeout = ?self.timeout, "idempotency: redis call timed out");
+                tracing::debug!(op, timeout = ?self.timeout, "idempotency: redis call timed out");
                 Err(Failure {
                     maybe_applied: true,
                     error: StoreError::new(format!(
-                        "redis: {} timed out after {:?}",
-                        script.name, self.timeout
+                        "redis: {op} timed out after {:?}",
+                        self.timeout
                     )),
                 })
             }
         }
+    }
+
+    /// `SET key record NX GET PX lock_ttl`; on a server that refuses it (which wrote
+    /// nothing), the [`CLAIM`] script, which is all later claims send.
+    async fn claim_once(
+        &self,
+        key: &str,
+        record: &[u8],
+        lock_ttl: &str,
+    ) -> Result<Value, RedisError> {
+        if !self.claim_by_script.load(Ordering::Relaxed) {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key)
+                .arg(record)
+                .arg("NX")
+                .arg("GET")
+                .arg("PX")
+                .arg(lock_ttl);
+            let mut conn = self.conn.clone();
+            match cmd.query_async(&mut conn).await {
+                Err(e) if refuses_set_nx_get(&e) => {
+                    if !self.claim_by_script.swap(true, Ordering::Relaxed) {
+                        tracing::info!(error = %e, "idempotency: redis refuses SET with both NX and GET (Redis before 7.0); claims use a Lua script from now on");
+                    }
+                }
+                other => return other,
+            }
+        }
+        self.eval_once(&CLAIM, key, &[record, lock_ttl.as_bytes()])
+            .await
     }
 
     /// `EVALSHA`; on `NOSCRIPT`, `EVAL` (which also caches the script again).
@@ -571,6 +618,19 @@ where
             other => other,
         }
     }
+}
+
+/// Whether `e` is a server's refusal of the options of `SET … NX GET`: Redis 6.2, which does
+/// not allow `NX` with `GET`, and earlier versions, which lack `GET`, answer
+/// `ERR syntax error`, having written nothing (an `ERR` that names an option counts too).
+/// Any other answer (`WRONGTYPE` for a key of another type, out of memory, a read-only
+/// replica…) and any failure to get an answer is not: it is the claim's result.
+fn refuses_set_nx_get(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+        && e.detail().is_some_and(|detail| {
+            let detail = detail.to_ascii_lowercase();
+            detail.contains("syntax") || detail.contains("option")
+        })
 }
 
 /// Load the scripts (on every node of a cluster), so that calls are one `EVALSHA` each.
@@ -607,17 +667,17 @@ fn invocation(command: &str, script: &str, key: &str, args: &[&[u8]]) -> Cmd {
     cmd
 }
 
-fn fence(script: &'static str, value: &Value) -> Result<Fence, StoreError> {
+fn fence(op: &'static str, value: &Value) -> Result<Fence, StoreError> {
     match value {
         Value::Int(1) => Ok(Fence::Applied),
         Value::Int(0) => Ok(Fence::Refused),
-        other => Err(unexpected(script, other)),
+        other => Err(unexpected(op, other)),
     }
 }
 
-/// A reply no script returns. Only its type is reported: a stored value may hold a response
-/// body, which has no place in logs.
-fn unexpected(script: &'static str, value: &Value) -> StoreError {
+/// A reply the operation `op` never gets. Only its type is reported: a stored value may
+/// hold a response body, which has no place in logs.
+fn unexpected(op: &'static str, value: &Value) -> StoreError {
     let kind = match value {
         Value::Nil => "nil",
         Value::Int(_) => "an integer",
@@ -625,7 +685,7 @@ fn unexpected(script: &'static str, value: &Value) -> StoreError {
         Value::Array(_) | Value::Set(_) | Value::Map(_) => "a collection",
         _ => "another type",
     };
-    StoreError::new(format!("redis: unexpected reply to {script}: {kind}"))
+    StoreError::new(format!("redis: unexpected reply to {op}: {kind}"))
 }
 
 #[cfg(test)]
@@ -644,7 +704,46 @@ mod tests {
     fn scripts_share_the_ownership_test() {
         let owned = with_owned!("");
         assert!(COMPLETE.source.starts_with(owned) && RELEASE.source.starts_with(owned));
+        // An exact prefix comparison: nothing is decoded, nothing searched.
+        assert!(owned.contains("string.sub(v, 1, #p) == p"), "{owned}");
+        for script in [&*CLAIM, &*COMPLETE, &*RELEASE] {
+            assert!(!script.source.contains("cjson"), "{}", script.name);
+            assert!(!script.source.contains("string.find"), "{}", script.name);
+        }
         assert_eq!(CLAIM.sha.len(), 40);
         assert_ne!(COMPLETE.sha, RELEASE.sha);
+    }
+
+    /// A server's error reply, as the client library reads it off the wire.
+    fn answer(reply: &str) -> RedisError {
+        match redis::parse_redis_value(reply.as_bytes()).and_then(Value::extract_error) {
+            Err(e) => e,
+            Ok(value) => panic!("{reply:?} is not an error: {value:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_options_switches_claims_to_the_script() {
+        // Redis 6.2 (NX with GET) and 6.0 (no GET) give this answer to `SET … NX GET`.
+        assert!(refuses_set_nx_get(&answer("-ERR syntax error\r\n")));
+        assert!(refuses_set_nx_get(&answer(
+            "-ERR unsupported option 'GET'\r\n"
+        )));
+        for other in [
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+            "-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-NOPERM User has no permissions to run the 'set' command\r\n",
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-MOVED 3999 127.0.0.1:6381\r\n",
+            "-ERR max number of clients reached\r\n",
+        ] {
+            assert!(!refuses_set_nx_get(&answer(other)), "{other:?}");
+        }
+        let io = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "syntax error",
+        ));
+        assert!(!refuses_set_nx_get(&io), "not an answer");
     }
 }
