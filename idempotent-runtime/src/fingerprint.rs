@@ -75,7 +75,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     let mut out = [0u8; 64];
     // A 32-byte digest always fits 64 hex digits.
     let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    // Hex digits are ASCII.
+    std::str::from_utf8(&out)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// Whether the `Content-Type` is `application/json` or `*/*+json` (parameters ignored).
