@@ -4,10 +4,10 @@
 # loopback, driven by `wrk`. Writes the results into BENCHMARKS.md (between the
 # `results` markers; the rest of the file is kept).
 #
-#   bash scripts/bench.sh                      # 3 rounds of 10 s per path, 32 connections
-#   ROUNDS=5 DURATION=20s bash scripts/bench.sh
+#   bash scripts/bench.sh                      # 5 rounds of 8 s per path, 32 connections
+#   ROUNDS=9 DURATION=15s bash scripts/bench.sh
 #
-# Settings (environment): ROUNDS (3), DURATION (10s), WARMUP (2s), CONNECTIONS (32),
+# Settings (environment): ROUNDS (5), DURATION (8s), WARMUP (2s), CONNECTIONS (32),
 # THREADS (wrk threads, 2), SESSIONS (session cookies the axum-idempotent fresh-key path
 # spreads its keys over, 1024), REDIS (1; 0 skips the Redis paths), OUT (BENCHMARKS.md).
 #
@@ -20,8 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-8s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
@@ -239,7 +239,13 @@ measure() {
         "$round" "$path" "$rps" "$p50_us" "$p99_us" "$cpu" "$rcpu" >&2
 }
 
+# CPU time of the whole machine so far, and the part of it the hypervisor gave to others
+# (steal), in clock ticks.
+cpu_total() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t }' /proc/stat; }
+cpu_steal() { awk '$1 == "cpu" { print $9 }' /proc/stat; }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+TOTAL_BEFORE=$(cpu_total)
+STEAL_BEFORE=$(cpu_steal)
 START=$(date -u '+%Y-%m-%d %H:%M UTC')
 : >"$WORK/results"
 n=${#PATHS[@]}
@@ -250,6 +256,8 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+STEAL=$(awk -v s="$(($(cpu_steal) - STEAL_BEFORE))" -v t="$(($(cpu_total) - TOTAL_BEFORE))" \
+    'BEGIN { printf "%.1f", t > 0 ? 100 * s / t : 0 }')
 
 # Medians over the rounds, per path: rps p50 p99.
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -289,7 +297,7 @@ label() {
     echo "### Load benchmark: $START"
     echo
     echo "- Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
-    echo "- Load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
+    echo "- Load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER; CPU time taken by the hypervisor for other guests (steal) during the run: $STEAL %"
     echo "- Command: \`$COMMAND\`"
     echo "- wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $THREADS threads, $CONNECTIONS connections, $DURATION per path and round after a $WARMUP warm-up, $ROUNDS rounds (order rotated each round); a fresh server process per measurement; medians over the rounds"
     echo
@@ -304,13 +312,17 @@ label() {
     echo
     echo "Server CPU per request is the user + system time the server process used during the measurement, divided by the requests served. It moves less than requests/s with what else runs on the machine, though not by nothing."
     echo
-    echo "| target | requests/s ratio | | server CPU ratio |"
-    echo "|---|---:|---|---:|"
+    echo "| target | requests/s ratio | | server CPU ratio | requests/s ratio in each round |"
+    echo "|---|---:|---|---:|---|"
+    per_round() { # path a, path b: a's throughput over b's, round by round
+        awk -v a="$1" -v b="$2" '$1 == a { x[$2] = $3 } $1 == b { y[$2] = $3 }
+            END { for (r = 1; r in x; r++) { printf "%s%.2f", sep, x[r] / y[r]; sep = ", " } }' "$WORK/results"
+    }
     target() { # label, path a, path b, threshold: a's throughput over b's
         local r c
         r=$(ratio "${RPS[$2]}" "${RPS[$3]}")
         c=$(ratio "$(cost "$3")" "$(cost "$2")")
-        echo "| $1 | $r | $(verdict "$r" "$4") | $c |"
+        echo "| $1 | $r | $(verdict "$r" "$4") | $c | $(per_round "$2" "$3") |"
     }
     target "memory store, fresh key ≥ 0.75× bare" memory-fresh bare 0.75
     target "memory store, replay ≥ 0.85× bare" memory-replay bare 0.85
@@ -320,7 +332,7 @@ label() {
         target "Redis, replay ≥ 0.5× bare" redis-replay bare 0.5
         r=$(ratio "${RPS[redis-fresh]}" "${RPS[bare]}")
         c=$(ratio "$(cost bare)" "$(cost redis-fresh)")
-        echo "| Redis, fresh key (no target) | $r | | $c |"
+        echo "| Redis, fresh key (no target) | $r | | $c | $(per_round redis-fresh bare) |"
     fi
     echo
     echo "The server CPU ratio compares the CPU time each path costs per request (for Redis, the server's and Redis's together), leaving out the load generator, which shares the machine's cores and costs the same on every path; it is the stricter figure."
