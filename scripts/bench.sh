@@ -257,7 +257,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 STEAL=$(awk -v s="$(($(cpu_steal) - STEAL_BEFORE))" -v t="$(($(cpu_total) - TOTAL_BEFORE))" \
-    'BEGIN { printf "%.1f", t > 0 ? 100 * s / t : 0 }')
+    'BEGIN { printf "%.1f", (t > 0 ? 100 * s / t : 0) }')
 
 # Medians over the rounds, per path: rps p50 p99.
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
