@@ -490,7 +490,9 @@ enum Collected {
 /// Buffer a response body up to `limit` bytes; past it, hand back a body that yields what
 /// was read and then the rest.
 async fn collect_limited(mut body: Body, limit: usize) -> Collected {
-    let mut chunks: Vec<Bytes> = Vec::new();
+    // Most bodies are one chunk: keep it as it is, and gather only when a second comes.
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     loop {
         match body.frame().await {
@@ -499,10 +501,14 @@ async fn collect_limited(mut body: Body, limit: usize) -> Collected {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     total += data.len();
-                    chunks.push(data);
+                    if first.is_none() {
+                        first = Some(data);
+                    } else {
+                        more.push(data);
+                    }
                     if total > limit {
                         let head = futures_util::stream::iter(
-                            chunks.into_iter().map(Ok::<_, axum::Error>),
+                            first.into_iter().chain(more).map(Ok::<_, axum::Error>),
                         );
                         let rest = body.into_data_stream();
                         return Collected::TooLarge(Body::from_stream(
@@ -513,12 +519,13 @@ async fn collect_limited(mut body: Body, limit: usize) -> Collected {
             }
         }
     }
-    Collected::Whole(match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.swap_remove(0),
-        _ => {
+    Collected::Whole(match first {
+        None => Bytes::new(),
+        Some(only) if more.is_empty() => only,
+        Some(first) => {
             let mut all = bytes::BytesMut::with_capacity(total);
-            for chunk in chunks {
+            all.extend_from_slice(&first);
+            for chunk in more {
                 all.extend_from_slice(&chunk);
             }
             all.freeze()
@@ -562,6 +569,43 @@ impl<F: Future<Output = Response> + Send + 'static> Drop for Detached<F> {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(future);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunked(chunks: &[&'static str]) -> Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    async fn all_of(body: Body) -> Bytes {
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_gathered_whole() {
+        for chunks in [&[][..], &["one"], &["one", "two", "three"]] {
+            match collect_limited(chunked(chunks), 100).await {
+                Collected::Whole(bytes) => assert_eq!(bytes, chunks.concat()),
+                _ => panic!("{chunks:?} was not gathered whole"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_handed_back_in_full() {
+        for (chunks, limit) in [(&["0123456789"][..], 5), (&["012", "345", "6789"], 5)] {
+            match collect_limited(chunked(chunks), limit).await {
+                Collected::TooLarge(body) => assert_eq!(all_of(body).await, chunks.concat()),
+                _ => panic!("{chunks:?} was not over the limit of {limit}"),
+            }
         }
     }
 }
