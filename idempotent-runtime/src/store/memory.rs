@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::{
@@ -26,7 +27,8 @@ type Hasher = foldhash::fast::RandomState;
 ///
 /// - A completed record lives for its `ttl`; the cache holds at most a capacity in bytes
 ///   (keys, stored bodies and headers, plus 256 bytes of bookkeeping per record), beyond
-///   which the least useful records are evicted. A replay reads it without taking a lock.
+///   which the records used longest ago are evicted (least recently used first), so that a
+///   record just written is always kept. A replay reads it without taking a lock.
 /// - A PROCESSING record lives until its request completes or releases it, or for its
 ///   `lock_ttl`, after which the next claim takes the key over. There is one per request in
 ///   flight, so they are not counted against the capacity.
@@ -190,6 +192,10 @@ impl MemoryStore {
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, entry: &Completed| Completed::weight(key, &entry.response))
                 .expire_after(PerEntryTtl)
+                // Retries come soon after the first request: under pressure, evict the
+                // records written longest ago, and always keep the newest (a frequency-based
+                // policy would refuse a new record in favour of older ones).
+                .eviction_policy(EvictionPolicy::lru())
                 .build_with_hasher(hasher.clone()),
             claims: Arc::new(Claims::new(hasher)),
         }
@@ -539,5 +545,26 @@ mod tests {
         // Each shard is swept once it holds 64 records: at most 64 per shard remain.
         assert!(held <= SHARDS * Shard::MIN_SWEEP, "{held}");
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn when_full_the_oldest_records_make_room_for_the_newest() {
+        let store = MemoryStore::with_max_bytes(64 * 1024);
+        for i in 0..10_000 {
+            let key = format!("key-{i}");
+            let c = claim(Duration::from_secs(60));
+            store.claim(&key, &c).await.unwrap();
+            store
+                .complete(&key, &c.token, &response(), Duration::from_secs(60))
+                .await
+                .unwrap();
+            store.completed.run_pending_tasks();
+            // A retry soon after the first request must find its record, however full.
+            assert!(
+                matches!(store.get(&key), Some(Record::Completed(_))),
+                "{key} was not kept"
+            );
+        }
+        assert!(store.get("key-0").is_none(), "the oldest record was kept");
     }
 }
