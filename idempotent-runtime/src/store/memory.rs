@@ -121,6 +121,15 @@ impl Shard {
     /// The fewest records a shard holds before it is swept for expired ones.
     const MIN_SWEEP: usize = 64;
 
+    /// The live PROCESSING record under `key`.
+    fn live_record(&self, key: &str, now: Instant) -> Option<Record> {
+        let p = self.pending.get(key).filter(|p| p.live(now))?;
+        Some(Record::Processing {
+            token: p.token.clone(),
+            fingerprint: p.fingerprint.clone(),
+        })
+    }
+
     fn insert(&mut self, key: &str, pending: Pending, now: Instant) {
         // Every request completes or releases its claim, so expired records are rare (a
         // claim whose lock ran out, whose owner then completes nothing); sweep them out
@@ -146,13 +155,17 @@ impl Claims {
         }
     }
 
-    /// The shard of `key`, locked. A shard's map stays consistent whatever a panicking
-    /// holder left half done (each change is one map operation), so a poisoned lock is
-    /// taken over.
+    /// The shard of `key`, locked.
     fn lock(&self, key: &str) -> MutexGuard<'_, Shard> {
         // Bits the maps' own bucket choice (low bits) and tag (top bits) do not use.
         let index = ((self.hasher.hash_one(key) >> 32) as usize) % self.shards.len();
-        self.shards[index]
+        Self::locked(&self.shards[index])
+    }
+
+    /// A shard's map stays consistent whatever a panicking holder left half done (each
+    /// change is one map operation), so a poisoned lock is taken over.
+    fn locked(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+        shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -162,9 +175,7 @@ impl Claims {
         self.shards
             .iter()
             .map(|shard| {
-                let shard = shard
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let shard = Self::locked(shard);
                 shard.pending.values().filter(|p| p.live(now)).count() as u64
             })
             .sum()
@@ -222,18 +233,8 @@ impl MemoryStore {
 
     /// The record under `key`, if it is live.
     pub fn get(&self, key: &str) -> Option<Record> {
-        {
-            let shard = self.claims.lock(key);
-            if let Some(p) = shard.pending.get(key)
-                && p.live(Instant::now())
-            {
-                return Some(Record::Processing {
-                    token: p.token.clone(),
-                    fingerprint: p.fingerprint.clone(),
-                });
-            }
-        }
-        self.completed.get(key).map(Completed::record)
+        let processing = self.claims.lock(key).live_record(key, Instant::now());
+        processing.or_else(|| self.completed.get(key).map(Completed::record))
     }
 }
 
@@ -246,13 +247,8 @@ impl IdempotencyStore for MemoryStore {
         }
         let now = Instant::now();
         let mut shard = self.claims.lock(key);
-        if let Some(p) = shard.pending.get(key)
-            && p.live(now)
-        {
-            return Ok(ClaimOutcome::Existing(Record::Processing {
-                token: p.token.clone(),
-                fingerprint: p.fingerprint.clone(),
-            }));
+        if let Some(processing) = shard.live_record(key, now) {
+            return Ok(ClaimOutcome::Existing(processing));
         }
         // A completion stores its record under this lock before it removes its claim: if it
         // ran since the lookup above, its record is in the cache now.
