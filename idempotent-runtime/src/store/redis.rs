@@ -505,22 +505,26 @@ where
         let prefix = Record::processing_prefix(token);
         let record = Record::Completed(response.clone()).to_json();
         let ttl = millis(ttl).to_string();
-        let args: [&[u8]; 3] = [prefix.as_bytes(), &record, ttl.as_bytes()];
-        let done = self
-            .call("complete", || self.eval_once(&COMPLETE, key, &args))
-            .await
-            .map_err(|f| f.error)?;
-        fence("complete", &done)
+        self.fenced(
+            &COMPLETE,
+            key,
+            &[prefix.as_bytes(), &record, ttl.as_bytes()],
+        )
+        .await
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
         let prefix = Record::processing_prefix(token);
-        let args: [&[u8]; 1] = [prefix.as_bytes()];
+        self.fenced(&RELEASE, key, &[prefix.as_bytes()]).await
+    }
+
+    /// Run a fenced write's `script` (1 if applied, 0 if refused).
+    async fn fenced(&self, script: &Lua, key: &str, args: &[&[u8]]) -> Result<Fence, StoreError> {
         let done = self
-            .call("release", || self.eval_once(&RELEASE, key, &args))
+            .call(script.name, || self.eval_once(script, key, args))
             .await
             .map_err(|f| f.error)?;
-        fence("release", &done)
+        fence(script.name, &done)
     }
 
     /// Run the operation `op`, which `send` sends once, bounded by the timeout; on failure,
