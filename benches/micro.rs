@@ -19,7 +19,7 @@ use idempotent_runtime::fingerprint::{compact_json, fingerprint};
 use idempotent_runtime::key;
 use idempotent_runtime::record::{Record, StoredResponse, Token};
 use idempotent_runtime::store::memory::MemoryStore;
-use idempotent_runtime::store::{Claim, ClaimOutcome, IdempotencyStore};
+use idempotent_runtime::store::{Claim, ClaimOutcome, IdempotencyStore, StoreKey};
 
 /// A key as clients usually send it: a UUID.
 const UUID_KEY: &str = "8e03978e-40d5-43e8-bc93-6894a57f9324";
@@ -55,11 +55,11 @@ fn keys(c: &mut Criterion) {
     });
 
     group.bench_function("store_key/prefix", |b| {
-        b.iter(|| key::store_key(black_box("orders"), None, black_box(UUID_KEY)))
+        b.iter(|| StoreKey::new(black_box("orders"), None, black_box(UUID_KEY)))
     });
     group.bench_function("store_key/prefix_and_scope", |b| {
         b.iter(|| {
-            key::store_key(
+            StoreKey::new(
                 black_box("orders"),
                 Some(black_box("tenant:42")),
                 black_box(UUID_KEY),
@@ -157,7 +157,7 @@ fn fingerprints(c: &mut Criterion) {
 }
 
 fn completed_record(body: &[u8]) -> Record {
-    Record::Completed(stored_response(body))
+    Record::Completed(std::sync::Arc::new(stored_response(body)))
 }
 
 fn stored_response(body: &[u8]) -> StoredResponse {
@@ -213,10 +213,10 @@ fn memory_store(c: &mut Criterion) {
     let store = MemoryStore::with_max_bytes(32 * 1024 * 1024);
     let counter = AtomicU64::new(0);
     let fresh_key = || {
-        format!(
-            "idempotency:orders:{}-{}",
-            UUID_KEY,
-            counter.fetch_add(1, Ordering::Relaxed)
+        StoreKey::new(
+            "orders",
+            None,
+            &format!("{}-{}", UUID_KEY, counter.fetch_add(1, Ordering::Relaxed)),
         )
     };
     let fingerprint = Some("ab".repeat(32));
@@ -253,7 +253,7 @@ fn memory_store(c: &mut Criterion) {
                 )
             },
             |(key, claim)| {
-                let (store, response) = (&store, &response);
+                let (store, response) = (&store, response.clone());
                 async move {
                     store.claim(&key, &claim).await.expect("claim");
                     store
@@ -266,12 +266,12 @@ fn memory_store(c: &mut Criterion) {
         )
     });
 
-    let replay_key = "idempotency:orders:replayed";
+    let replay_key = &StoreKey::new("orders", None, "replayed");
     rt.block_on(async {
         let claim = Claim::new(Token::generate(), fingerprint.clone(), LOCK_TTL);
         store.claim(replay_key, &claim).await.expect("claim");
         store
-            .complete(replay_key, &claim.token, &response, TTL)
+            .complete(replay_key, &claim.token, response.clone(), TTL)
             .await
             .expect("complete");
     });

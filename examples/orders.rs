@@ -1,4 +1,5 @@
-//! The orders service: three routes under `#[idempotent]`, one plain stats route.
+//! The orders service: three routes under `#[idempotent]`, one under the middleware with a
+//! `Policy` (no macro), and a plain stats route.
 //!
 //! ```text
 //! cargo run --example orders                                  # in-memory store
@@ -17,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use idempotent_runtime::{Idempotency, idempotent};
+use idempotent_runtime::{Idempotency, Policy, idempotent};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,6 +28,7 @@ pub(crate) struct AppState {
     orders: Arc<AtomicU64>,
     payments: Arc<AtomicU64>,
     notifications: Arc<AtomicU64>,
+    refunds: Arc<AtomicU64>,
     orders_delay: Option<Duration>,
 }
 
@@ -80,19 +82,57 @@ async fn send_notification(State(state): State<AppState>) -> impl IntoResponse {
     (StatusCode::OK, Json(json!({ "id": state.next_id() })))
 }
 
+#[derive(Deserialize)]
+struct NewRefund {
+    amount: i64,
+}
+
+/// A plain handler: the protocol comes from the layer it is routed with (see `app`).
+async fn create_refund(
+    State(state): State<AppState>,
+    Json(req): Json<NewRefund>,
+) -> impl IntoResponse {
+    state.refunds.fetch_add(1, Ordering::SeqCst);
+    if req.amount <= 0 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "amount must be positive" })),
+        );
+    }
+    let id = state.next_id();
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "amount": req.amount })),
+    )
+}
+
+/// How many times each handler body ran. Routes this build does not serve count zero.
 async fn stats(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({
         "orders": state.orders.load(Ordering::SeqCst),
         "payments": state.payments.load(Ordering::SeqCst),
         "notifications": state.notifications.load(Ordering::SeqCst),
+        "refunds": state.refunds.load(Ordering::SeqCst),
+        "transfers": 0,
+        "reports": 0,
+        "charges": 0,
     }))
 }
 
 pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
+    // The protocol without the macro: the options of the attribute as a `Policy`.
+    let refunds = Policy::new()
+        .key_prefix("refunds")
+        .include_body(true)
+        .mandatory(true);
     Router::new()
         .route("/orders", post(create_order))
         .route("/payments", post(create_payment))
         .route("/notifications", post(send_notification))
+        .route(
+            "/refunds",
+            post(create_refund).layer(idempotency.layer(refunds)),
+        )
         .route("/stats", get(stats))
         .layer(idempotency)
         .with_state(state)

@@ -1,4 +1,5 @@
-//! Every row of the README's behaviour table on the in-memory store, over real HTTP.
+//! Every row of the README's behaviour table on the in-memory store, over real HTTP, on both
+//! paths: `#[idempotent]` and the middleware with a `Policy` (see `both_paths!` below).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
 
@@ -11,12 +12,13 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use idempotent_runtime::store::memory::MemoryStore;
 use idempotent_runtime::store::{
-    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoreKey, StoredResponse,
+    Token,
 };
 use idempotent_runtime::{Idempotency, async_trait};
 use serde_json::{Value, json};
 use support::app::{Server, client, eventually, problem_code};
-use support::orders::{AppState, routes};
+use support::orders::{AppState, Path, routes};
 
 struct Harness {
     server: Server,
@@ -25,9 +27,9 @@ struct Harness {
 }
 
 impl Harness {
-    async fn new(idem: Idempotency) -> Harness {
+    async fn new(idem: Idempotency, path: Path) -> Harness {
         let state = AppState::default();
-        let app = routes().layer(idem).with_state(state.clone());
+        let app = path.app(idem).with_state(state.clone());
         Harness {
             server: Server::start(app).await,
             state,
@@ -35,9 +37,12 @@ impl Harness {
         }
     }
 
-    async fn memory() -> (Harness, MemoryStore) {
+    async fn memory(path: Path) -> (Harness, MemoryStore) {
         let store = MemoryStore::new();
-        (Harness::new(Idempotency::new(store.clone())).await, store)
+        (
+            Harness::new(Idempotency::new(store.clone()), path).await,
+            store,
+        )
     }
 
     fn runs(&self) -> usize {
@@ -61,9 +66,8 @@ async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
 }
 
-#[tokio::test]
-async fn new_key_runs_once_and_retries_replay_the_stored_response() {
-    let (h, store) = Harness::memory().await;
+async fn new_key_runs_once_and_retries_replay_the_stored_response(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let first = h.send("/orders", Some("k-1"), json!({"note": "a"})).await;
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
@@ -92,9 +96,8 @@ async fn new_key_runs_once_and_retries_replay_the_stored_response() {
     assert!(stored.fingerprint.as_deref().is_some_and(|f| f.len() == 64));
 }
 
-#[tokio::test]
-async fn json_whitespace_does_not_change_the_fingerprint() {
-    let (h, _) = Harness::memory().await;
+async fn json_whitespace_does_not_change_the_fingerprint(path: Path) {
+    let (h, _) = Harness::memory(path).await;
     let compact = h
         .http
         .post(h.server.url("/orders"))
@@ -119,9 +122,8 @@ async fn json_whitespace_does_not_change_the_fingerprint() {
     assert_eq!(h.runs(), 1);
 }
 
-#[tokio::test]
-async fn same_key_with_a_different_body_is_422() {
-    let (h, _) = Harness::memory().await;
+async fn same_key_with_a_different_body_is_422(path: Path) {
+    let (h, _) = Harness::memory(path).await;
     assert_eq!(
         h.send("/orders", Some("k-2"), json!({"note": "a"}))
             .await
@@ -138,9 +140,8 @@ async fn same_key_with_a_different_body_is_422() {
     assert_eq!(h.runs(), 1);
 }
 
-#[tokio::test]
-async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing() {
-    let (h, store) = Harness::memory().await;
+async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let (status, code, detail) = problem_code(h.send("/orders", None, json!({})).await).await;
     assert_eq!((status, code.as_str()), (400, "idempotency_key_missing"));
     assert_eq!(
@@ -157,9 +158,8 @@ async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing() {
     assert!(store.is_empty());
 }
 
-#[tokio::test]
-async fn configured_header_name_is_the_one_read() {
-    let (h, _) = Harness::memory().await;
+async fn configured_header_name_is_the_one_read(path: Path) {
+    let (h, _) = Harness::memory(path).await;
     let send = || {
         h.http
             .post(h.server.url("/billing"))
@@ -175,9 +175,8 @@ async fn configured_header_name_is_the_one_read() {
     assert_eq!(h.runs(), 1);
 }
 
-#[tokio::test]
-async fn missing_key_on_an_optional_route_runs_the_handler_every_time() {
-    let (h, store) = Harness::memory().await;
+async fn missing_key_on_an_optional_route_runs_the_handler_every_time(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     for _ in 0..2 {
         assert_eq!(h.send("/optional", None, json!({})).await.status(), 201);
     }
@@ -185,9 +184,8 @@ async fn missing_key_on_an_optional_route_runs_the_handler_every_time() {
     assert!(store.is_empty());
 }
 
-#[tokio::test]
-async fn malformed_keys_are_400_and_run_nothing() {
-    let (h, store) = Harness::memory().await;
+async fn malformed_keys_are_400_and_run_nothing(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let long = "k".repeat(256);
     let quoted_long = format!("\"{long}\"");
     let bad: Vec<&[u8]> = vec![
@@ -224,9 +222,8 @@ async fn malformed_keys_are_400_and_run_nothing() {
     assert!(store.is_empty());
 }
 
-#[tokio::test]
-async fn a_quoted_key_is_the_bare_key() {
-    let (h, store) = Harness::memory().await;
+async fn a_quoted_key_is_the_bare_key(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let max = "q".repeat(255);
     assert_eq!(
         h.send("/orders", Some("\"abc\""), json!({})).await.status(),
@@ -250,9 +247,8 @@ async fn a_quoted_key_is_the_bare_key() {
     assert_eq!(h.runs(), 3);
 }
 
-#[tokio::test]
-async fn a_non_2xx_answer_releases_the_key() {
-    let (h, store) = Harness::memory().await;
+async fn a_non_2xx_answer_releases_the_key(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let failed = h.send("/orders", Some("k-3"), json!({"status": 400})).await;
     assert_eq!(failed.status(), 400);
     assert!(store.get("idempotency:orders:k-3").is_none());
@@ -262,9 +258,8 @@ async fn a_non_2xx_answer_releases_the_key() {
     assert_eq!(h.runs(), 2);
 }
 
-#[tokio::test]
-async fn an_extractor_rejection_releases_the_key_and_does_not_run_the_body() {
-    let (h, store) = Harness::memory().await;
+async fn an_extractor_rejection_releases_the_key_and_does_not_run_the_body(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let rejected = h
         .http
         .post(h.server.url("/orders"))
@@ -279,9 +274,8 @@ async fn an_extractor_rejection_releases_the_key_and_does_not_run_the_body() {
     assert!(store.get("idempotency:orders:k-4").is_none());
 }
 
-#[tokio::test]
-async fn a_panicking_handler_is_500_and_releases_the_key() {
-    let (h, store) = Harness::memory().await;
+async fn a_panicking_handler_is_500_and_releases_the_key(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let (status, code, _) =
         problem_code(h.send("/orders", Some("k-5"), json!({"panic": true})).await).await;
     assert_eq!(
@@ -295,9 +289,8 @@ async fn a_panicking_handler_is_500_and_releases_the_key() {
     assert_eq!(h.runs(), 2);
 }
 
-#[tokio::test]
-async fn thirty_two_concurrent_requests_run_the_handler_exactly_once() {
-    let (h, _) = Harness::memory().await;
+async fn thirty_two_concurrent_requests_run_the_handler_exactly_once(path: Path) {
+    let (h, _) = Harness::memory(path).await;
     let h = Arc::new(h);
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..32 {
@@ -339,9 +332,8 @@ async fn thirty_two_concurrent_requests_run_the_handler_exactly_once() {
     assert_eq!(h.runs(), 1);
 }
 
-#[tokio::test]
-async fn in_progress_with_a_different_body_is_422() {
-    let (h, _) = Harness::memory().await;
+async fn in_progress_with_a_different_body_is_422(path: Path) {
+    let (h, _) = Harness::memory(path).await;
     let h = Arc::new(h);
     let first = {
         let h = h.clone();
@@ -363,9 +355,8 @@ async fn in_progress_with_a_different_body_is_422() {
     assert_eq!(h.runs(), 1);
 }
 
-#[tokio::test]
-async fn a_client_that_disconnects_does_not_cut_the_handler_short() {
-    let (h, store) = Harness::memory().await;
+async fn a_client_that_disconnects_does_not_cut_the_handler_short(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     let h = Arc::new(h);
     let request = {
         let h = h.clone();
@@ -392,9 +383,8 @@ async fn a_client_that_disconnects_does_not_cut_the_handler_short() {
     assert_eq!(h.runs(), 1);
 }
 
-#[tokio::test]
-async fn a_record_without_fingerprint_replays_whatever_the_body() {
-    let (h, store) = Harness::memory().await;
+async fn a_record_without_fingerprint_replays_whatever_the_body(path: Path) {
+    let (h, store) = Harness::memory(path).await;
     // Written with include_body = false: any body replays.
     assert_eq!(
         h.send("/unhashed", Some("u-1"), json!({"note": "a"}))
@@ -410,9 +400,9 @@ async fn a_record_without_fingerprint_replays_whatever_the_body() {
     let spring = StoredResponse::new(StatusCode::OK, None, bytes_of(r#"{"from":"spring"}"#), None);
     let fence = store
         .complete(
-            "idempotency:orders:spring-1",
+            &StoreKey::new("orders", None, "spring-1"),
             &Token::generate(),
-            &spring,
+            spring,
             Duration::from_secs(60),
         )
         .await
@@ -432,10 +422,9 @@ fn bytes_of(text: &'static str) -> axum::body::Bytes {
     axum::body::Bytes::from_static(text.as_bytes())
 }
 
-#[tokio::test]
-async fn body_over_the_limit_is_413_after_the_key_check() {
+async fn body_over_the_limit_is_413_after_the_key_check(path: Path) {
     let store = MemoryStore::new();
-    let h = Harness::new(Idempotency::new(store.clone()).body_limit(1024)).await;
+    let h = Harness::new(Idempotency::new(store.clone()).body_limit(1024), path).await;
     let big = json!({"note": "x".repeat(4096)});
     // The key is checked first.
     let (status, _, _) = problem_code(h.send("/orders", None, big.clone()).await).await;
@@ -460,11 +449,10 @@ async fn body_over_the_limit_is_413_after_the_key_check() {
     assert!(store.is_empty());
 }
 
-#[tokio::test]
-async fn a_response_over_the_storage_limit_is_returned_but_not_stored() {
+async fn a_response_over_the_storage_limit_is_returned_but_not_stored(path: Path) {
     let store = MemoryStore::new();
     let idem = Idempotency::new(store.clone()).max_response_size(100);
-    let h = Harness::new(idem.clone()).await;
+    let h = Harness::new(idem.clone(), path).await;
     let first = h.send("/orders", Some("huge"), json!({"pad": 1000})).await;
     assert_eq!(first.status(), 201);
     assert_eq!(
@@ -482,8 +470,7 @@ async fn a_response_over_the_storage_limit_is_returned_but_not_stored() {
     assert_eq!(idem.metrics().oversized_responses, 2);
 }
 
-#[tokio::test]
-async fn tenants_never_see_each_others_responses() {
+async fn tenants_never_see_each_others_responses(path: Path) {
     let store = MemoryStore::new();
     let idem = Idempotency::new(store.clone()).scope(|parts| {
         parts
@@ -492,7 +479,7 @@ async fn tenants_never_see_each_others_responses() {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    let h = Harness::new(idem).await;
+    let h = Harness::new(idem, path).await;
     let send = |tenant: &'static str| {
         h.post("/orders", Some("shared-key"), &json!({}))
             .header("x-tenant", tenant)
@@ -524,11 +511,12 @@ async fn an_app_without_a_store_answers_500_naming_the_fix() {
     assert_eq!(state.probe.runs(), 0);
 }
 
-#[tokio::test]
-async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced() {
-    let store = MemoryStore::new();
+async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced(path: Path) {
+    // A store that cannot renew leases: the lock of a running handler expires after lock_ttl
+    // (on a store that renews, see `a_handler_running_past_its_lock_ttl_keeps_its_claim`).
+    let store = FaultyStore::default();
     let idem = Idempotency::new(store.clone());
-    let h = Arc::new(Harness::new(idem.clone()).await);
+    let h = Arc::new(Harness::new(idem.clone(), path).await);
     let first = {
         let h = h.clone();
         tokio::spawn(async move {
@@ -561,11 +549,10 @@ async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced() {
     assert_ne!(replay, old);
 }
 
-#[tokio::test]
-async fn waiting_duplicates_replay_the_first_response() {
+async fn waiting_duplicates_replay_the_first_response(path: Path) {
     let store = MemoryStore::new();
     let idem = Idempotency::new(store);
-    let h = Arc::new(Harness::new(idem.clone()).await);
+    let h = Arc::new(Harness::new(idem.clone(), path).await);
     let first = {
         let h = h.clone();
         tokio::spawn(async move {
@@ -603,9 +590,8 @@ async fn waiting_duplicates_replay_the_first_response() {
     assert_eq!(h.runs(), 1);
 }
 
-#[tokio::test]
-async fn a_wait_that_runs_out_is_409() {
-    let (h, _) = Harness::memory().await;
+async fn a_wait_that_runs_out_is_409(path: Path) {
+    let (h, _) = Harness::memory(path).await;
     let h = Arc::new(h);
     let first = {
         let h = h.clone();
@@ -647,33 +633,33 @@ impl FaultyStore {
     }
 }
 
+/// It does not renew leases (the trait's default): a store that cannot renew.
 #[async_trait]
 impl IdempotencyStore for FaultyStore {
-    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+    async fn claim(&self, key: &StoreKey, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         self.fault().await?;
         self.inner.claim(key, claim).await
     }
     async fn complete(
         &self,
-        key: &str,
+        key: &StoreKey,
         token: &Token,
-        response: &StoredResponse,
+        response: StoredResponse,
         ttl: Duration,
     ) -> Result<Fence, StoreError> {
         self.fault().await?;
         self.inner.complete(key, token, response, ttl).await
     }
-    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+    async fn release(&self, key: &StoreKey, token: &Token) -> Result<Fence, StoreError> {
         self.fault().await?;
         self.inner.release(key, token).await
     }
 }
 
-#[tokio::test]
-async fn store_outage_fails_open_or_closed_per_route() {
+async fn store_outage_fails_open_or_closed_per_route(path: Path) {
     let store = FaultyStore::default();
     let idem = Idempotency::new(store.clone()).store_timeout(Duration::from_millis(100));
-    let h = Harness::new(idem.clone()).await;
+    let h = Harness::new(idem.clone(), path).await;
     for mode in [DOWN, HUNG] {
         store.mode.store(mode, Ordering::SeqCst);
         let before = h.runs();
@@ -711,3 +697,146 @@ async fn store_outage_fails_open_or_closed_per_route() {
     let replay = h.send("/orders", Some("o-2"), json!({})).await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 }
+
+async fn a_handler_running_past_its_lock_ttl_keeps_its_claim(path: Path) {
+    // The memory store renews leases: the running handler's lock (300 ms) is extended every
+    // 150 ms, so a retry long after the first lock_ttl still finds the key taken.
+    let store = MemoryStore::new();
+    let idem = Idempotency::new(store.clone());
+    let h = Arc::new(Harness::new(idem.clone(), path).await);
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let r = h
+                .send("/short", Some("slow-1"), json!({"hold": true}))
+                .await;
+            (r.status(), json_of(r).await)
+        })
+    };
+    h.state.probe.wait_started().await;
+    // Three lock_ttls pass while the handler runs: the passing of time is what is tested.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (status, code, _) = problem_code(
+        h.send("/short", Some("slow-1"), json!({"hold": true}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "idempotency_request_in_progress")
+    );
+    assert!(idem.metrics().lease_renewals >= 2, "{:?}", idem.metrics());
+    h.state.probe.open(1);
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    let replay = h
+        .send("/short", Some("slow-1"), json!({"hold": true}))
+        .await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(replay).await, body);
+    assert_eq!(h.runs(), 1);
+    assert_eq!(idem.metrics().fenced_writes, 0);
+}
+
+async fn the_handler_can_extract_its_key_and_the_claim_it_runs_under(path: Path) {
+    let (h, store) = Harness::memory(path).await;
+    let told = json_of(h.send("/told", Some("\"who\""), json!({})).await).await;
+    assert_eq!(told["key"], "who");
+    assert_eq!(told["store_key"], "idempotency:told:who");
+    let token = told["token"].as_str().expect("a token").to_owned();
+    let Some(Record::Completed(stored)) = store.get("idempotency:told:who") else {
+        panic!("a completed record")
+    };
+    assert_eq!(
+        stored.token.as_ref().map(Token::as_str),
+        Some(token.as_str())
+    );
+    // Without a key (the route's key is optional): neither.
+    let told = json_of(h.send("/told", None, json!({})).await).await;
+    assert_eq!(told, json!({"key": null, "store_key": null, "token": null}));
+}
+
+async fn a_handler_without_a_key_on_an_optional_route_is_still_caught_when_it_panics(path: Path) {
+    let (h, store) = Harness::memory(path).await;
+    let (status, code, _) =
+        problem_code(h.send("/optional", None, json!({"panic": true})).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (500, "idempotency_handler_panicked")
+    );
+    assert_eq!(h.runs(), 1);
+    assert!(store.is_empty());
+}
+
+async fn a_handler_without_a_key_on_an_optional_route_runs_to_the_end_when_the_client_goes(
+    path: Path,
+) {
+    let (h, _) = Harness::memory(path).await;
+    let h = Arc::new(h);
+    let request = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send("/optional", None, json!({"hold": true})).await })
+    };
+    h.state.probe.wait_started().await;
+    request.abort();
+    assert!(request.await.is_err(), "the client went away");
+    h.state.probe.open(1);
+    // The handler took its id after the gate: a later request sees the next one.
+    eventually(
+        "the detached handler finished",
+        Duration::from_secs(10),
+        || async { h.state.ids.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+}
+
+/// Each test above, once through `#[idempotent]` and once through the middleware.
+macro_rules! both_paths {
+    ($($name:ident),* $(,)?) => {
+        mod by_macro {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Path::Macro).await
+                }
+            )*
+        }
+        mod by_layer {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Path::Layer).await
+                }
+            )*
+        }
+    };
+}
+
+both_paths!(
+    new_key_runs_once_and_retries_replay_the_stored_response,
+    json_whitespace_does_not_change_the_fingerprint,
+    same_key_with_a_different_body_is_422,
+    missing_key_on_a_mandatory_route_is_400_and_runs_nothing,
+    configured_header_name_is_the_one_read,
+    missing_key_on_an_optional_route_runs_the_handler_every_time,
+    malformed_keys_are_400_and_run_nothing,
+    a_quoted_key_is_the_bare_key,
+    a_non_2xx_answer_releases_the_key,
+    an_extractor_rejection_releases_the_key_and_does_not_run_the_body,
+    a_panicking_handler_is_500_and_releases_the_key,
+    thirty_two_concurrent_requests_run_the_handler_exactly_once,
+    in_progress_with_a_different_body_is_422,
+    a_client_that_disconnects_does_not_cut_the_handler_short,
+    a_record_without_fingerprint_replays_whatever_the_body,
+    body_over_the_limit_is_413_after_the_key_check,
+    a_response_over_the_storage_limit_is_returned_but_not_stored,
+    tenants_never_see_each_others_responses,
+    an_expired_lock_is_taken_over_and_the_old_owner_is_fenced,
+    waiting_duplicates_replay_the_first_response,
+    a_wait_that_runs_out_is_409,
+    store_outage_fails_open_or_closed_per_route,
+    a_handler_running_past_its_lock_ttl_keeps_its_claim,
+    the_handler_can_extract_its_key_and_the_claim_it_runs_under,
+    a_handler_without_a_key_on_an_optional_route_is_still_caught_when_it_panics,
+    a_handler_without_a_key_on_an_optional_route_runs_to_the_end_when_the_client_goes,
+);

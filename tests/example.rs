@@ -122,6 +122,49 @@ async fn payments_and_notifications() {
 
     assert_eq!(
         stats(&server).await,
-        json!({"orders": 0, "payments": 1, "notifications": 3})
+        json!({
+            "orders": 0, "payments": 1, "notifications": 3, "refunds": 0,
+            "transfers": 0, "reports": 0, "charges": 0,
+        })
     );
+}
+
+#[tokio::test]
+async fn refunds_run_the_same_protocol_without_the_macro() {
+    let server = start().await;
+    let http = client();
+    let post = |key: Option<&'static str>, body: Value| {
+        let mut request = http.post(server.url("/refunds")).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send()
+    };
+    let first = post(Some("r-1"), json!({"amount": 7})).await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["amount"], 7);
+    assert!(first["id"].is_u64());
+
+    let replay = post(Some("r-1"), json!({"amount": 7})).await.unwrap();
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+
+    let reused = post(Some("r-1"), json!({"amount": 8})).await.unwrap();
+    assert_eq!(reused.status(), 422);
+    assert_eq!(reused.headers()["content-type"], "application/problem+json");
+    let missing = post(None, json!({"amount": 7})).await.unwrap();
+    assert_eq!(missing.status(), 400);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["code"],
+        "idempotency_key_missing"
+    );
+    // amount <= 0 is a 400 that is not stored: the retry runs again.
+    for _ in 0..2 {
+        let refused = post(Some("r-2"), json!({"amount": 0})).await.unwrap();
+        assert_eq!(refused.status(), 400);
+    }
+    assert_eq!(stats(&server).await["refunds"], 3);
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use idempotent_runtime::Idempotency;
 use idempotent_runtime::fingerprint::sha256_hex;
+use idempotent_runtime::store::redis::RedisStore;
 use serde_json::{Value, json};
-use support::app::{Server, client, eventually, problem_code};
+use support::app::{Server, WithoutRenewal, client, eventually, problem_code};
 use support::orders::{AppState, routes};
 use support::redis::{Monitor, RedisServer, Seen};
 
@@ -35,6 +36,18 @@ impl App {
         let idem = Idempotency::redis(&redis.url())
             .await
             .unwrap_or_else(|e| panic!("connect to {}: {e}", redis.url()));
+        App::serving(idem, state).await
+    }
+
+    /// An instance whose store cannot renew leases: a running handler's lock expires.
+    async fn without_renewal(redis: &RedisServer) -> App {
+        let store = RedisStore::connect(&redis.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", redis.url()));
+        App::serving(Idempotency::new(WithoutRenewal(store)), AppState::default()).await
+    }
+
+    async fn serving(idem: Idempotency, state: AppState) -> App {
         let app = routes().layer(idem.clone()).with_state(state.clone());
         App {
             server: Server::start(app).await,
@@ -331,7 +344,9 @@ async fn a_client_that_hangs_up_still_gets_its_result_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_older_than_lock_ttl_is_taken_over_and_its_owner_fenced() {
     let redis = RedisServer::start();
-    let app = Arc::new(App::on(&redis).await);
+    // Without lease renewal, the lock of a running handler expires after lock_ttl, as when
+    // its owner has died (with renewal, see the next test).
+    let app = Arc::new(App::without_renewal(&redis).await);
     let slow = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -366,6 +381,54 @@ async fn a_lock_older_than_lock_ttl_is_taken_over_and_its_owner_fenced() {
     assert_eq!(retry.json::<Value>().await.unwrap(), second_body);
     assert_eq!(app.runs(), 2);
     assert_eq!(app.idem.metrics().fenced_writes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_running_three_lock_ttls_keeps_its_claim_and_runs_once() {
+    let redis = RedisServer::start();
+    let app = Arc::new(App::on(&redis).await);
+    let slow = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.send("/short", Some("slow"), json!({"hold": true}))
+                .await
+        })
+    };
+    app.state.probe.wait_started().await;
+    // Three lock_ttls (300 ms each) pass while the handler runs: the passing of time is
+    // what is tested. The lease is renewed every 150 ms.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let record = stored_json(&redis, "idempotency:short:slow");
+    assert_eq!(record["state"], "PROCESSING");
+    let pttl = redis.pttl("idempotency:short:slow");
+    assert!(
+        pttl > 0 && pttl <= 300,
+        "a renewed lease of lock_ttl: PTTL {pttl}"
+    );
+    let (status, code, _) = problem_code(
+        app.send("/short", Some("slow"), json!({"hold": true}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "idempotency_request_in_progress")
+    );
+    assert!(
+        app.idem.metrics().lease_renewals >= 2,
+        "{:?}",
+        app.idem.metrics()
+    );
+    app.state.probe.open(1);
+    let first = slow.await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let retry = app
+        .send("/short", Some("slow"), json!({"hold": true}))
+        .await;
+    assert!(replayed(&retry));
+    assert_eq!(retry.json::<Value>().await.unwrap(), first);
+    assert_eq!(app.runs(), 1);
 }
 
 #[tokio::test]

@@ -15,12 +15,18 @@ use axum::body::Bytes;
 use axum::http::{self, HeaderValue, StatusCode};
 use idempotent_runtime::store::redis::{RedisClusterStore, RedisOptions, RedisStore};
 use idempotent_runtime::store::{
-    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoredResponse, Token,
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreKey, StoredResponse, Token,
 };
 use support::redis::{Monitor, Redis62Proxy, RedisCluster, RedisServer};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// The store key whose string form is `key`.
+#[expect(clippy::expect_used, reason = "the tests name their keys in the store key form")]
+fn sk(key: &str) -> StoreKey {
+    StoreKey::parse(key).expect("a store key")
+}
 
 fn claim(lock_ttl: Duration) -> Claim {
     Claim::new(Token::generate(), None, lock_ttl)
@@ -67,7 +73,7 @@ async fn claim_complete_replay() {
     let fingerprint = "ab".repeat(32);
 
     let first = hashed_claim(&fingerprint);
-    assert!(is_claimed(&store.claim(key, &first).await.unwrap()));
+    assert!(is_claimed(&store.claim(&sk(key), &first).await.unwrap()));
     let stored = server.get(key).unwrap();
     assert_eq!(
         stored,
@@ -81,7 +87,7 @@ async fn claim_complete_replay() {
     );
 
     let second = hashed_claim(&fingerprint);
-    match store.claim(key, &second).await.unwrap() {
+    match store.claim(&sk(key), &second).await.unwrap() {
         ClaimOutcome::Existing(Record::Processing {
             token,
             fingerprint: fp,
@@ -109,7 +115,7 @@ async fn claim_complete_replay() {
     );
     assert_eq!(
         store
-            .complete(key, &first.token, &done, HOUR)
+            .complete(&sk(key), &first.token, done.clone(), HOUR)
             .await
             .unwrap(),
         Fence::Applied
@@ -127,8 +133,12 @@ async fn claim_complete_replay() {
         "completed record expires after ttl: PTTL {pttl}"
     );
 
-    match store.claim(key, &hashed_claim(&fingerprint)).await.unwrap() {
-        ClaimOutcome::Existing(Record::Completed(replayed)) => assert_eq!(replayed, done),
+    match store
+        .claim(&sk(key), &hashed_claim(&fingerprint))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Existing(Record::Completed(replayed)) => assert_eq!(*replayed, done),
         other => panic!("expected the completed record, got {other:?}"),
     }
 }
@@ -140,17 +150,17 @@ async fn complete_and_release_are_fenced_by_the_token() {
     let key = "idempotency:orders:fenced";
     let owner = claim(MINUTE);
     let stranger = claim(MINUTE);
-    assert!(is_claimed(&store.claim(key, &owner).await.unwrap()));
+    assert!(is_claimed(&store.claim(&sk(key), &owner).await.unwrap()));
 
     assert_eq!(
         store
-            .complete(key, &stranger.token, &response("{}"), HOUR)
+            .complete(&sk(key), &stranger.token, response("{}"), HOUR)
             .await
             .unwrap(),
         Fence::Refused
     );
     assert_eq!(
-        store.release(key, &stranger.token).await.unwrap(),
+        store.release(&sk(key), &stranger.token).await.unwrap(),
         Fence::Refused
     );
     assert_eq!(
@@ -160,24 +170,24 @@ async fn complete_and_release_are_fenced_by_the_token() {
     );
 
     assert_eq!(
-        store.release(key, &owner.token).await.unwrap(),
+        store.release(&sk(key), &owner.token).await.unwrap(),
         Fence::Applied
     );
     assert_eq!(server.get(key), None, "released");
     assert_eq!(
-        store.release(key, &owner.token).await.unwrap(),
+        store.release(&sk(key), &owner.token).await.unwrap(),
         Fence::Refused,
         "nothing left to release"
     );
 
     let again = claim(MINUTE);
     assert!(
-        is_claimed(&store.claim(key, &again).await.unwrap()),
+        is_claimed(&store.claim(&sk(key), &again).await.unwrap()),
         "a released key can be claimed"
     );
     assert_eq!(
         store
-            .complete(key, &again.token, &response(r#"{"n":1}"#), HOUR)
+            .complete(&sk(key), &again.token, response(r#"{"n":1}"#), HOUR)
             .await
             .unwrap(),
         Fence::Applied
@@ -185,19 +195,19 @@ async fn complete_and_release_are_fenced_by_the_token() {
     let completed = server.get(key).unwrap();
     // A completed record is nobody's lock: it can be neither released nor overwritten.
     assert_eq!(
-        store.release(key, &again.token).await.unwrap(),
+        store.release(&sk(key), &again.token).await.unwrap(),
         Fence::Refused
     );
     assert_eq!(
         store
-            .complete(key, &again.token, &response(r#"{"n":2}"#), HOUR)
+            .complete(&sk(key), &again.token, response(r#"{"n":2}"#), HOUR)
             .await
             .unwrap(),
         Fence::Refused
     );
     assert_eq!(
         store
-            .complete(key, &stranger.token, &response(r#"{"n":3}"#), HOUR)
+            .complete(&sk(key), &stranger.token, response(r#"{"n":3}"#), HOUR)
             .await
             .unwrap(),
         Fence::Refused
@@ -209,12 +219,12 @@ async fn complete_and_release_are_fenced_by_the_token() {
     let shifted = [b" ".as_slice(), &again.to_processing().to_json()].concat();
     server.set(key, &shifted);
     assert_eq!(
-        store.release(key, &again.token).await.unwrap(),
+        store.release(&sk(key), &again.token).await.unwrap(),
         Fence::Refused
     );
     assert_eq!(
         store
-            .complete(key, &again.token, &response(r#"{"n":4}"#), HOUR)
+            .complete(&sk(key), &again.token, response(r#"{"n":4}"#), HOUR)
             .await
             .unwrap(),
         Fence::Refused
@@ -229,7 +239,7 @@ async fn an_expired_lock_is_taken_over_and_fences_its_old_owner() {
     let key = "idempotency:orders:takeover";
     let lock_ttl = Duration::from_millis(100);
     let old = claim(lock_ttl);
-    assert!(is_claimed(&store.claim(key, &old).await.unwrap()));
+    assert!(is_claimed(&store.claim(&sk(key), &old).await.unwrap()));
     // Time has to pass for Redis to expire the PROCESSING record (PX lock_ttl): wait just
     // past it.
     tokio::time::sleep(lock_ttl + Duration::from_millis(50)).await;
@@ -237,24 +247,24 @@ async fn an_expired_lock_is_taken_over_and_fences_its_old_owner() {
 
     let new = claim(MINUTE);
     assert!(
-        is_claimed(&store.claim(key, &new).await.unwrap()),
+        is_claimed(&store.claim(&sk(key), &new).await.unwrap()),
         "the dead owner's lock is taken over"
     );
     assert_eq!(
         store
-            .complete(key, &old.token, &response("{}"), HOUR)
+            .complete(&sk(key), &old.token, response("{}"), HOUR)
             .await
             .unwrap(),
         Fence::Refused
     );
     assert_eq!(
-        store.release(key, &old.token).await.unwrap(),
+        store.release(&sk(key), &old.token).await.unwrap(),
         Fence::Refused
     );
     assert_eq!(server.get(key).unwrap(), new.to_processing().to_json());
     assert_eq!(
         store
-            .complete(key, &new.token, &response("{}"), HOUR)
+            .complete(&sk(key), &new.token, response("{}"), HOUR)
             .await
             .unwrap(),
         Fence::Applied
@@ -268,17 +278,17 @@ async fn a_late_finisher_stores_if_nobody_claimed_since() {
     let key = "idempotency:orders:late";
     let lock_ttl = Duration::from_millis(100);
     let slow = claim(lock_ttl);
-    assert!(is_claimed(&store.claim(key, &slow).await.unwrap()));
+    assert!(is_claimed(&store.claim(&sk(key), &slow).await.unwrap()));
     // Let Redis expire the lock (PX lock_ttl), as for a handler slower than lock_ttl.
     tokio::time::sleep(lock_ttl + Duration::from_millis(50)).await;
     assert_eq!(
         store
-            .complete(key, &slow.token, &response(r#"{"late":true}"#), HOUR)
+            .complete(&sk(key), &slow.token, response(r#"{"late":true}"#), HOUR)
             .await
             .unwrap(),
         Fence::Applied
     );
-    match store.claim(key, &claim(MINUTE)).await.unwrap() {
+    match store.claim(&sk(key), &claim(MINUTE)).await.unwrap() {
         ClaimOutcome::Existing(Record::Completed(r)) => {
             assert_eq!(&r.body[..], br#"{"late":true}"#)
         }
@@ -296,7 +306,7 @@ async fn race(stores: &[Arc<dyn IdempotencyStore>], key: &str) {
             tokio::spawn(async move {
                 let claim = claim(MINUTE);
                 let outcome = store
-                    .claim(&key, &claim)
+                    .claim(&sk(&key), &claim)
                     .await
                     .unwrap_or_else(|e| panic!("claim {key}: {e}"));
                 (claim.token, outcome)
@@ -358,7 +368,7 @@ async fn spring_records_replay_with_default_headers() {
     );
 
     match store
-        .claim("idempotency:orders:spring-null", &claim(MINUTE))
+        .claim(&sk("idempotency:orders:spring-null"), &claim(MINUTE))
         .await
         .unwrap()
     {
@@ -371,7 +381,7 @@ async fn spring_records_replay_with_default_headers() {
         other => panic!("expected a completed record, got {other:?}"),
     }
     match store
-        .claim("idempotency:orders:spring-hash", &claim(MINUTE))
+        .claim(&sk("idempotency:orders:spring-hash"), &claim(MINUTE))
         .await
         .unwrap()
     {
@@ -386,7 +396,7 @@ async fn spring_records_replay_with_default_headers() {
     // A Spring record is nobody's lock.
     assert_eq!(
         store
-            .release("idempotency:orders:spring-null", &Token::generate())
+            .release(&sk("idempotency:orders:spring-null"), &Token::generate())
             .await
             .unwrap(),
         Fence::Refused
@@ -413,7 +423,7 @@ async fn undecodable_values_are_store_errors_and_stay_untouched() {
         let key = format!("idempotency:garbage:{i}");
         server.set(&key, value);
         let shown = String::from_utf8_lossy(value);
-        let outcome = store.claim(&key, &claim(MINUTE)).await;
+        let outcome = store.claim(&sk(&key), &claim(MINUTE)).await;
         assert!(
             outcome.is_err(),
             "{shown:?} must be a store error, got {outcome:?}"
@@ -421,14 +431,14 @@ async fn undecodable_values_are_store_errors_and_stay_untouched() {
         let token = Token::generate();
         assert_eq!(
             store
-                .complete(&key, &token, &response("{}"), HOUR)
+                .complete(&sk(&key), &token, response("{}"), HOUR)
                 .await
                 .unwrap(),
             Fence::Refused,
             "{shown:?}"
         );
         assert_eq!(
-            store.release(&key, &token).await.unwrap(),
+            store.release(&sk(&key), &token).await.unwrap(),
             Fence::Refused,
             "{shown:?}"
         );
@@ -452,14 +462,14 @@ async fn undecodable_values_are_store_errors_and_stay_untouched() {
         .query::<()>(&mut server.connection())
         .unwrap();
     let token = Token::generate();
-    assert!(store.claim(key, &claim(MINUTE)).await.is_err());
+    assert!(store.claim(&sk(key), &claim(MINUTE)).await.is_err());
     assert!(
         store
-            .complete(key, &token, &response("{}"), HOUR)
+            .complete(&sk(key), &token, response("{}"), HOUR)
             .await
             .is_err()
     );
-    assert!(store.release(key, &token).await.is_err());
+    assert!(store.release(&sk(key), &token).await.is_err());
     let kind: String = redis::cmd("TYPE")
         .arg(key)
         .query(&mut server.connection())
@@ -472,6 +482,61 @@ fn names(seen: &[support::redis::Seen]) -> Vec<&str> {
 }
 
 #[tokio::test]
+async fn renew_extends_only_its_own_live_claim_in_one_command() {
+    let server = RedisServer::start();
+    let store = connect(&server).await;
+    let mut monitor = Monitor::start(&server).await;
+    let key = "idempotency:lease:k";
+    let owner = claim(Duration::from_millis(300));
+    assert!(is_claimed(&store.claim(&sk(key), &owner).await.unwrap()));
+    assert!(server.pttl(key) <= 300);
+
+    let stranger = Token::generate();
+    assert_eq!(
+        store.renew(&sk(key), &stranger, MINUTE).await.unwrap(),
+        Fence::Refused
+    );
+    assert!(
+        server.pttl(key) <= 300,
+        "a stranger's renewal changes nothing"
+    );
+
+    let (fence, seen) = monitor
+        .commands_during(store.renew(&sk(key), &owner.token, MINUTE))
+        .await;
+    assert_eq!(fence.unwrap(), Fence::Applied);
+    assert_eq!(names(&seen), ["EVALSHA"], "renew: {seen:#?}");
+    let pttl = server.pttl(key);
+    assert!(
+        pttl > 50_000,
+        "the lease now runs for lock_ttl from the renewal: PTTL {pttl}"
+    );
+
+    // A completed record is not a lease: renewing it is refused and leaves its ttl alone.
+    assert_eq!(
+        store
+            .complete(&sk(key), &owner.token, response("{}"), HOUR)
+            .await
+            .unwrap(),
+        Fence::Applied
+    );
+    assert_eq!(
+        store.renew(&sk(key), &owner.token, MINUTE).await.unwrap(),
+        Fence::Refused
+    );
+    assert!(server.pttl(key) > MINUTE.as_millis() as i64);
+    // An absent key is not renewed into existence.
+    assert_eq!(
+        store
+            .renew(&sk("idempotency:lease:absent"), &owner.token, MINUTE)
+            .await
+            .unwrap(),
+        Fence::Refused
+    );
+    assert_eq!(server.get("idempotency:lease:absent"), None);
+}
+
+#[tokio::test]
 async fn each_operation_is_one_command() {
     let server = RedisServer::start();
     let mut monitor = Monitor::start(&server).await;
@@ -479,13 +544,13 @@ async fn each_operation_is_one_command() {
     println!("connect: {:?}", names(&seen));
     assert_eq!(
         names(&seen).iter().filter(|n| **n == "SCRIPT").count(),
-        3,
-        "the scripts are loaded at connect"
+        4,
+        "the scripts (claim, complete, release, renew) are loaded at connect"
     );
 
     let key = "idempotency:orders:counted";
     let first = hashed_claim(&"ab".repeat(32));
-    let (outcome, seen) = monitor.commands_during(store.claim(key, &first)).await;
+    let (outcome, seen) = monitor.commands_during(store.claim(&sk(key), &first)).await;
     assert!(is_claimed(&outcome.unwrap()));
     assert_eq!(names(&seen), ["SET"], "claim of a fresh key: {seen:#?}");
     assert!(
@@ -494,13 +559,13 @@ async fn each_operation_is_one_command() {
     );
 
     let (outcome, seen) = monitor
-        .commands_during(store.claim(key, &hashed_claim(&"ab".repeat(32))))
+        .commands_during(store.claim(&sk(key), &hashed_claim(&"ab".repeat(32))))
         .await;
     assert!(processing_token(&outcome.unwrap()).is_some());
     assert_eq!(names(&seen), ["SET"], "conflict: {seen:#?}");
 
     let (outcome, seen) = monitor
-        .commands_during(store.claim(key, &hashed_claim(&"cd".repeat(32))))
+        .commands_during(store.claim(&sk(key), &hashed_claim(&"cd".repeat(32))))
         .await;
     assert!(processing_token(&outcome.unwrap()).is_some());
     assert_eq!(
@@ -510,13 +575,13 @@ async fn each_operation_is_one_command() {
     );
 
     let (fence, seen) = monitor
-        .commands_during(store.complete(key, &first.token, &response("{}"), HOUR))
+        .commands_during(store.complete(&sk(key), &first.token, response("{}"), HOUR))
         .await;
     assert_eq!(fence.unwrap(), Fence::Applied);
     assert_eq!(names(&seen), ["EVALSHA"], "complete: {seen:#?}");
 
     let (outcome, seen) = monitor
-        .commands_during(store.claim(key, &claim(MINUTE)))
+        .commands_during(store.claim(&sk(key), &claim(MINUTE)))
         .await;
     assert!(matches!(
         outcome.unwrap(),
@@ -530,11 +595,11 @@ async fn each_operation_is_one_command() {
 
     let other = claim(MINUTE);
     store
-        .claim("idempotency:orders:released", &other)
+        .claim(&sk("idempotency:orders:released"), &other)
         .await
         .unwrap();
     let (fence, seen) = monitor
-        .commands_during(store.release("idempotency:orders:released", &other.token))
+        .commands_during(store.release(&sk("idempotency:orders:released"), &other.token))
         .await;
     assert_eq!(fence.unwrap(), Fence::Applied);
     assert_eq!(names(&seen), ["EVALSHA"], "release: {seen:#?}");
@@ -551,7 +616,7 @@ async fn a_forgotten_script_is_sent_again_once() {
         .map(|i| (format!("idempotency:x:{i}"), claim(MINUTE)))
         .collect();
     for (key, claim) in &claims {
-        assert!(is_claimed(&store.claim(key, claim).await.unwrap()));
+        assert!(is_claimed(&store.claim(&sk(key), claim).await.unwrap()));
     }
     let mut monitor = Monitor::start(&server).await;
     redis::cmd("SCRIPT")
@@ -560,7 +625,12 @@ async fn a_forgotten_script_is_sent_again_once() {
         .unwrap();
 
     let (fence, seen) = monitor
-        .commands_during(store.complete(&claims[0].0, &claims[0].1.token, &response("{}"), HOUR))
+        .commands_during(store.complete(
+            &sk(&claims[0].0),
+            &claims[0].1.token,
+            response("{}"),
+            HOUR,
+        ))
         .await;
     assert_eq!(fence.unwrap(), Fence::Applied);
     assert_eq!(
@@ -569,12 +639,17 @@ async fn a_forgotten_script_is_sent_again_once() {
         "NOSCRIPT, then the source once: {seen:#?}"
     );
     let (fence, seen) = monitor
-        .commands_during(store.complete(&claims[1].0, &claims[1].1.token, &response("{}"), HOUR))
+        .commands_during(store.complete(
+            &sk(&claims[1].0),
+            &claims[1].1.token,
+            response("{}"),
+            HOUR,
+        ))
         .await;
     assert_eq!(fence.unwrap(), Fence::Applied);
     assert_eq!(names(&seen), ["EVALSHA"], "cached again by EVAL: {seen:#?}");
     let (fence, seen) = monitor
-        .commands_during(store.release(&claims[2].0, &claims[2].1.token))
+        .commands_during(store.release(&sk(&claims[2].0), &claims[2].1.token))
         .await;
     assert_eq!(fence.unwrap(), Fence::Applied);
     assert_eq!(
@@ -596,7 +671,7 @@ async fn a_server_that_refuses_set_nx_get_gets_the_claim_script() {
 
     // The first claim meets `ERR syntax error` and makes the same claim with the script.
     let first = claim(MINUTE);
-    let (outcome, seen) = monitor.commands_during(store.claim(key, &first)).await;
+    let (outcome, seen) = monitor.commands_during(store.claim(&sk(key), &first)).await;
     assert!(is_claimed(&outcome.unwrap()));
     assert_eq!(old.refused(), 1, "SET … NX GET was tried, and refused");
     assert_eq!(
@@ -611,19 +686,19 @@ async fn a_server_that_refuses_set_nx_get_gets_the_claim_script() {
     // Later claims, by clones too, go straight to the script.
     let clone = store.clone();
     let (outcome, seen) = monitor
-        .commands_during(clone.claim(key, &claim(MINUTE)))
+        .commands_during(clone.claim(&sk(key), &claim(MINUTE)))
         .await;
     assert_eq!(processing_token(&outcome.unwrap()), Some(&first.token));
     assert_eq!(names(&seen), ["EVALSHA"], "conflict: {seen:#?}");
     assert_eq!(
         store
-            .complete(key, &first.token, &response(r#"{"old":1}"#), HOUR)
+            .complete(&sk(key), &first.token, response(r#"{"old":1}"#), HOUR)
             .await
             .unwrap(),
         Fence::Applied
     );
     let (outcome, seen) = monitor
-        .commands_during(store.claim(key, &claim(MINUTE)))
+        .commands_during(store.claim(&sk(key), &claim(MINUTE)))
         .await;
     match outcome.unwrap() {
         ClaimOutcome::Existing(Record::Completed(r)) => assert_eq!(&r.body[..], br#"{"old":1}"#),
@@ -637,7 +712,7 @@ async fn a_server_that_refuses_set_nx_get_gets_the_claim_script() {
         .query::<()>(&mut server.connection())
         .unwrap();
     let (outcome, seen) = monitor
-        .commands_during(store.claim("idempotency:old:2", &claim(MINUTE)))
+        .commands_during(store.claim(&sk("idempotency:old:2"), &claim(MINUTE)))
         .await;
     assert!(is_claimed(&outcome.unwrap()));
     assert_eq!(names(&seen), ["EVALSHA", "EVAL"], "{seen:#?}");
@@ -671,7 +746,7 @@ async fn an_error_answer_to_a_claim_does_not_switch_claims_to_the_script() {
 
     for key in ["idempotency:e:hash", "idempotency:e:garbage"] {
         let (outcome, seen) = monitor
-            .commands_during(store.claim(key, &claim(MINUTE)))
+            .commands_during(store.claim(&sk(key), &claim(MINUTE)))
             .await;
         let error = outcome.err().unwrap_or_else(|| panic!("{key}: no error"));
         println!("{key}: {error}");
@@ -679,7 +754,7 @@ async fn an_error_answer_to_a_claim_does_not_switch_claims_to_the_script() {
         assert_eq!(names(&seen), ["SET"], "{key}: {seen:#?}");
     }
     let (outcome, seen) = monitor
-        .commands_during(store.claim("idempotency:e:fresh", &claim(MINUTE)))
+        .commands_during(store.claim(&sk("idempotency:e:fresh"), &claim(MINUTE)))
         .await;
     assert!(is_claimed(&outcome.unwrap()));
     assert_eq!(names(&seen), ["SET"], "still SET NX GET: {seen:#?}");
@@ -692,7 +767,10 @@ async fn time_to_resume(store: &RedisStore, within: Duration) -> (Duration, usiz
     loop {
         match store
             .claim(
-                &format!("idempotency:resume:{}", Token::generate().as_str()),
+                &sk(&format!(
+                    "idempotency:resume:{}",
+                    Token::generate().as_str()
+                )),
                 &claim(MINUTE),
             )
             .await
@@ -757,7 +835,7 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
     let timeout = RedisOptions::default().timeout;
     assert!(is_claimed(
         &store
-            .claim("idempotency:k:warm", &claim(MINUTE))
+            .claim(&sk("idempotency:k:warm"), &claim(MINUTE))
             .await
             .unwrap()
     ));
@@ -767,7 +845,7 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
     for i in 0..5 {
         let start = Instant::now();
         let result = store
-            .claim(&format!("idempotency:k:down-{i}"), &claim(MINUTE))
+            .claim(&sk(&format!("idempotency:k:down-{i}")), &claim(MINUTE))
             .await;
         let elapsed = start.elapsed();
         println!(
@@ -796,7 +874,7 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
     server.kill();
     assert!(
         store
-            .claim("idempotency:k:noticed", &claim(MINUTE))
+            .claim(&sk("idempotency:k:noticed"), &claim(MINUTE))
             .await
             .is_err()
     );
@@ -818,7 +896,7 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
     let timeout = RedisOptions::default().timeout;
     let warm = claim(MINUTE);
     assert!(is_claimed(
-        &store.claim("idempotency:f:warm", &warm).await.unwrap()
+        &store.claim(&sk("idempotency:f:warm"), &warm).await.unwrap()
     ));
 
     let late = claim(MINUTE);
@@ -826,7 +904,7 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
         .commands_during(async {
             server.pause();
             let start = Instant::now();
-            let result = store.claim("idempotency:f:late", &late).await;
+            let result = store.claim(&sk("idempotency:f:late"), &late).await;
             let elapsed = start.elapsed();
             let indeterminate = result.as_ref().err().is_some_and(|e| e.is_indeterminate());
             let error = result.err().map(|e| e.to_string()).unwrap_or_default();
@@ -839,7 +917,7 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
             );
             let start = Instant::now();
             let result = store
-                .complete("idempotency:f:warm", &warm.token, &response("{}"), HOUR)
+                .complete(&sk("idempotency:f:warm"), &warm.token, response("{}"), HOUR)
                 .await;
             println!("SIGSTOP: complete failed after {:?}", start.elapsed());
             assert!(result.is_err());
@@ -860,7 +938,7 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
             );
             assert_eq!(
                 store
-                    .release("idempotency:f:late", &late.token)
+                    .release(&sk("idempotency:f:late"), &late.token)
                     .await
                     .unwrap(),
                 Fence::Applied
@@ -878,14 +956,14 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
     assert!(touching.contains(&"release"));
     assert!(is_claimed(
         &store
-            .claim("idempotency:f:late", &claim(MINUTE))
+            .claim(&sk("idempotency:f:late"), &claim(MINUTE))
             .await
             .unwrap()
     ));
     // The completion sent while frozen ran too, and completed the warm claim.
     assert!(matches!(
         store
-            .claim("idempotency:f:warm", &claim(MINUTE))
+            .claim(&sk("idempotency:f:warm"), &claim(MINUTE))
             .await
             .unwrap(),
         ClaimOutcome::Existing(Record::Completed(_))
@@ -903,37 +981,37 @@ async fn the_cluster_store_claims_completes_replays_and_fences() {
         let owner = claim(MINUTE);
         let stranger = claim(MINUTE);
         assert!(
-            is_claimed(&store.claim(&key, &owner).await.unwrap()),
+            is_claimed(&store.claim(&sk(&key), &owner).await.unwrap()),
             "{key}"
         );
         assert_eq!(
-            processing_token(&store.claim(&key, &stranger).await.unwrap()),
+            processing_token(&store.claim(&sk(&key), &stranger).await.unwrap()),
             Some(&owner.token)
         );
         assert_eq!(
             store
-                .complete(&key, &stranger.token, &response("{}"), HOUR)
+                .complete(&sk(&key), &stranger.token, response("{}"), HOUR)
                 .await
                 .unwrap(),
             Fence::Refused
         );
         assert_eq!(
-            store.release(&key, &stranger.token).await.unwrap(),
+            store.release(&sk(&key), &stranger.token).await.unwrap(),
             Fence::Refused
         );
         assert_eq!(
             store
-                .complete(&key, &owner.token, &response(r#"{"ok":1}"#), HOUR)
+                .complete(&sk(&key), &owner.token, response(r#"{"ok":1}"#), HOUR)
                 .await
                 .unwrap(),
             Fence::Applied
         );
-        match store.claim(&key, &stranger).await.unwrap() {
+        match store.claim(&sk(&key), &stranger).await.unwrap() {
             ClaimOutcome::Existing(Record::Completed(r)) => assert_eq!(&r.body[..], br#"{"ok":1}"#),
             other => panic!("expected the completed record on {key}, got {other:?}"),
         }
         assert_eq!(
-            store.release(&key, &owner.token).await.unwrap(),
+            store.release(&sk(&key), &owner.token).await.unwrap(),
             Fence::Refused
         );
     }

@@ -3,7 +3,8 @@
 //! The annotated function becomes a function of the same name and visibility that takes the
 //! whole request (`__private::Input`) and returns the response future. Inside it, the original
 //! function is kept as it was written, under its own name, and called by `__private::run` with
-//! its extractors applied, exactly as axum would have applied them. Because it is still one
+//! its extractors applied, exactly as axum would have applied them. The options become a
+//! `static` `Policy`, built from named fields. Because it is still one
 //! argument implementing `FromRequest`, the result is an axum handler, routed as before.
 
 use proc_macro2::{Group, Ident, Literal, Span, TokenStream, TokenTree};
@@ -107,11 +108,11 @@ pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
             #[allow(clippy::unused_async)]
             #sig #block
 
-            static __IDEMPOTENT_OPTIONS: #private::Options = #options;
+            static __IDEMPOTENT_POLICY: #private::Policy = #options;
 
             #private::run(
                 __idempotent_input,
-                &__IDEMPOTENT_OPTIONS,
+                &__IDEMPOTENT_POLICY,
                 move |__req: #private::Request, __state: #state| async move {
                     #extract
                     #respond
@@ -181,7 +182,7 @@ fn extract(
     }
 }
 
-/// The `__private::Options` value, a constant expression.
+/// The route's `Policy`, a constant expression with every option named.
 fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
     let Options {
         key_prefix,
@@ -196,24 +197,24 @@ fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
     } = options;
     let ttl = duration(*ttl);
     let lock_ttl = duration(*lock_ttl);
-    let max_wait = match on_conflict {
-        OnConflict::Reject => quote!(::core::option::Option::None),
+    let on_conflict = match on_conflict {
+        OnConflict::Reject => quote!(#private::OnConflict::Reject),
         OnConflict::Wait(max_wait) => {
             let max_wait = duration(*max_wait);
-            quote!(::core::option::Option::Some(#max_wait))
+            quote!(#private::OnConflict::Wait(#max_wait))
         }
     };
     quote! {
-        #private::Options::new(
-            #key_prefix,
-            #private::HeaderName::from_static(#header),
-            #ttl,
-            #lock_ttl,
-            #include_body,
-            #mandatory,
-            #fail_open,
-            #max_wait,
-        )
+        #private::policy(#private::PolicyFields {
+            key_prefix: #key_prefix,
+            header: #header,
+            ttl: #ttl,
+            lock_ttl: #lock_ttl,
+            include_body: #include_body,
+            mandatory: #mandatory,
+            fail_open: #fail_open,
+            on_conflict: #on_conflict,
+        })
     }
 }
 
@@ -261,7 +262,7 @@ mod tests {
             "State < Db > : :: idempotent_runtime :: __private :: FromRequestParts < __IdemS > ,",
             "Json < NewOrder > : :: idempotent_runtime :: __private :: FromRequest < __IdemS , __IdemM > ,",
             "async fn create_order (State (db) : State < Db > , Json (req) : Json < NewOrder >) -> impl IntoResponse",
-            ":: idempotent_runtime :: __private :: Options :: new (\"orders\" , :: idempotent_runtime :: __private :: HeaderName :: from_static (\"idempotency-key\") , :: core :: time :: Duration :: from_millis (86400000) , :: core :: time :: Duration :: from_millis (60000) , true , true , true , :: core :: option :: Option :: None ,)",
+            ":: idempotent_runtime :: __private :: policy (:: idempotent_runtime :: __private :: PolicyFields { key_prefix : \"orders\" , header : \"idempotency-key\" , ttl : :: core :: time :: Duration :: from_millis (86400000) , lock_ttl : :: core :: time :: Duration :: from_millis (60000) , include_body : true , mandatory : true , fail_open : true , on_conflict : :: idempotent_runtime :: __private :: OnConflict :: Reject , })",
             "create_order (__arg0 , __arg1) . await",
         ] {
             assert!(
@@ -281,7 +282,7 @@ mod tests {
         );
         for expected in [
             "fn ping < __IdemS , > (__idempotent_input : idem :: __private :: Input < __IdemS , () > ,)",
-            ":: core :: option :: Option :: Some (:: core :: time :: Duration :: from_millis (10000))",
+            "on_conflict : idem :: __private :: OnConflict :: Wait (:: core :: time :: Duration :: from_millis (10000))",
             "ping () . await",
         ] {
             assert!(

@@ -16,19 +16,23 @@ use proc_macro::TokenStream;
 /// Apply it to an `async fn` handler and route that function exactly as before
 /// (`post(create_order)`); register a store once on the router with `Idempotency`:
 ///
-/// ```ignore
-/// use axum::{extract::State, routing::post, Json, Router};
-/// use idempotent_runtime::{idempotent, Idempotency};
+/// ```
+/// use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::post};
+/// use idempotent_runtime::{Idempotency, idempotent};
+/// # #[derive(Clone)] struct Db;
+/// # #[derive(serde::Deserialize)] struct NewOrder { amount: i64 }
 ///
 /// #[idempotent(key_prefix = "orders", ttl = "24h", include_body = true)]
 /// async fn create_order(State(db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
 ///     // business logic, unchanged
+///     # let _ = db;
+///     (StatusCode::CREATED, Json(serde_json::json!({ "id": 1, "amount": req.amount })))
 /// }
 ///
-/// let app = Router::new()
+/// let app: Router = Router::new()
 ///     .route("/orders", post(create_order))
 ///     .layer(Idempotency::memory())
-///     .with_state(db);
+///     .with_state(Db);
 /// ```
 ///
 /// # Options
@@ -44,7 +48,7 @@ use proc_macro::TokenStream;
 /// | `include_body` | `true`: a reused key with a different request body is rejected (422) | `false` |
 /// | `mandatory` | `true`: a request without a key is rejected (400) | `true` |
 /// | `header` | the name of the header carrying the key | `"Idempotency-Key"` |
-/// | `lock_ttl` | duration string: how long an unfinished request blocks duplicates if its owner dies | `"60s"` |
+/// | `lock_ttl` | duration string: how long an unfinished request blocks duplicates if its owner dies (the lease of a running handler is renewed) | `"60s"` |
 /// | `fail_open` | `true`: when the store is unavailable, run the handler anyway | `true` |
 /// | `on_conflict` | `"reject"` a duplicate of a request still running (409), or `"wait"` for its result | `"reject"` |
 /// | `max_wait` | with `on_conflict = "wait"`: how long to wait, as a duration string | `"10s"` |
@@ -61,7 +65,9 @@ use proc_macro::TokenStream;
 /// The function must be a free `async fn` (not a method taking `self`). Its arguments are axum
 /// extractors, as in any handler: every argument but the last implements `FromRequestParts`,
 /// the last one `FromRequest`. Argument types must be named: `impl Trait` arguments are not
-/// supported. Any return type implementing `IntoResponse` works.
+/// supported. Any return type implementing `IntoResponse` works. The handler may also extract
+/// what the protocol decided: `IdempotencyKey` (the key) and `IdempotencyClaim` (the claim
+/// it runs under).
 ///
 /// Doc comments, `#[cfg]` and `#[deprecated]` stay on the routed function; other attributes,
 /// such as `#[tracing::instrument]` or lint levels, apply to the body as before.
@@ -71,50 +77,38 @@ use proc_macro::TokenStream;
 ///
 /// # Equivalent code without the macro
 ///
-/// The attribute turns the function into a plain function of the same name and visibility that
-/// takes the whole request and returns the response future. The original function is kept
-/// inside it, unchanged, and run by the runtime with its extractors applied as axum applies
-/// them. The example above becomes, in essence (with `K` the runtime crate):
+/// The attribute is the middleware `Idempotency::layer` with a `Policy` of the same options,
+/// applied to one handler. The example above behaves exactly as:
 ///
-/// ```ignore
-/// fn create_order<S, M>(input: K::__private::Input<S, M>) -> impl Future<Output = Response> + Send + 'static
-/// where
-///     S: Clone + Send + Sync + 'static,
-///     M: 'static,
-///     State<Db>: FromRequestParts<S>,
-///     Json<NewOrder>: FromRequest<S, M>,
-/// {
-///     async fn create_order(State(db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
-///         // business logic, unchanged
-///     }
-///     static OPTIONS: K::__private::Options = K::__private::Options::new(
-///         "orders",                                  // key_prefix
-///         HeaderName::from_static("idempotency-key"), // header
-///         Duration::from_millis(86_400_000),         // ttl
-///         Duration::from_millis(60_000),             // lock_ttl
-///         true,                                      // include_body
-///         true,                                      // mandatory
-///         true,                                      // fail_open
-///         None,                                      // max_wait, with on_conflict = "wait"
-///     );
-///     K::__private::run(input, &OPTIONS, |request: Request, state: S| async move {
-///         let (mut parts, body) = request.into_parts();
-///         let db = match State::<Db>::from_request_parts(&mut parts, &state).await {
-///             Ok(value) => value,
-///             Err(rejection) => return rejection.into_response(),
-///         };
-///         let request = Request::from_parts(parts, body);
-///         let req = match Json::<NewOrder>::from_request(request, &state).await {
-///             Ok(value) => value,
-///             Err(rejection) => return rejection.into_response(),
-///         };
-///         create_order(db, req).await.into_response()
-///     })
+/// ```
+/// use std::time::Duration;
+/// use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::post};
+/// use idempotent_runtime::{Idempotency, Policy};
+/// # #[derive(Clone)] struct Db;
+/// # #[derive(serde::Deserialize)] struct NewOrder { amount: i64 }
+///
+/// async fn create_order(State(db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
+///     // business logic, unchanged
+///     # let _ = db;
+///     (StatusCode::CREATED, Json(serde_json::json!({ "id": 1, "amount": req.amount })))
 /// }
+///
+/// let idem = Idempotency::memory();
+/// let policy = Policy::new()
+///     .key_prefix("orders")
+///     .ttl(Duration::from_secs(24 * 3600))
+///     .include_body(true);
+/// let app: Router = Router::new()
+///     .route("/orders", post(create_order).layer(idem.layer(policy)))
+///     .with_state(Db);
 /// ```
 ///
-/// `S` (the router's state) and `M` (axum's marker for the last extractor) are inferred by
-/// axum when the function is routed, as for any handler.
+/// Both run one engine: same responses, same records, same metrics. What the attribute adds
+/// is that the function stays routable on its own, with its options checked at compile
+/// time. It turns the function into a plain function of the same name and visibility that
+/// takes the whole request (so that the key is checked and the body hashed before any
+/// extractor consumes it) and keeps the original inside it, unchanged; the options become a
+/// `static` `Policy`, built from named fields. `cargo expand` shows the generated code.
 #[proc_macro_attribute]
 pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

@@ -3,49 +3,20 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 pub use axum::extract::{FromRequest, FromRequestParts, Request};
 pub use axum::response::{IntoResponse, Response};
 pub use http::HeaderName;
 
-/// The validated options of one `#[idempotent]` handler.
-#[derive(Debug)]
-pub struct Options {
-    pub(crate) key_prefix: &'static str,
-    pub(crate) header: HeaderName,
-    pub(crate) ttl: Duration,
-    pub(crate) lock_ttl: Duration,
-    pub(crate) include_body: bool,
-    pub(crate) mandatory: bool,
-    pub(crate) fail_open: bool,
-    pub(crate) max_wait: Option<Duration>,
-}
+use crate::engine;
+use crate::idempotency::Idempotency;
+use crate::policy::PolicyRef;
+pub use crate::policy::{OnConflict, Policy, PolicyFields};
+use crate::problem::{ProblemCode, problem};
 
-impl Options {
-    /// All options, as the attribute validated them.
-    #[allow(clippy::too_many_arguments)]
-    pub const fn new(
-        key_prefix: &'static str,
-        header: HeaderName,
-        ttl: Duration,
-        lock_ttl: Duration,
-        include_body: bool,
-        mandatory: bool,
-        fail_open: bool,
-        max_wait: Option<Duration>,
-    ) -> Self {
-        Self {
-            key_prefix,
-            header,
-            ttl,
-            lock_ttl,
-            include_body,
-            mandatory,
-            fail_open,
-            max_wait,
-        }
-    }
+/// The attribute's policy, built in a constant expression from named fields.
+pub const fn policy(fields: PolicyFields) -> Policy {
+    Policy::from_fields(fields)
 }
 
 /// The whole request and the router's state, taken by the rewritten handler as its one
@@ -72,10 +43,11 @@ where
     }
 }
 
-/// Run `handler` (the user's extractors and body) under the idempotency protocol.
+/// Run `handler` (the user's extractors and body) under the protocol of `policy`, with the
+/// store the app registered (`.layer(Idempotency::...)`).
 pub fn run<S, M, F, Fut>(
     input: Input<S, M>,
-    options: &'static Options,
+    policy: &'static Policy,
     handler: F,
 ) -> impl Future<Output = Response> + Send + 'static
 where
@@ -84,5 +56,34 @@ where
     F: FnOnce(Request, S) -> Fut + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
-    crate::engine::run(input.request, input.state, options, handler)
+    let Input {
+        mut request, state, ..
+    } = input;
+    let idempotency = request.extensions_mut().remove::<Idempotency>();
+    async move {
+        let Some(idempotency) = idempotency else {
+            tracing::error!(
+                key_prefix = &*policy.key_prefix,
+                "idempotency: no store is registered for this app; add `.layer(Idempotency::memory())` \
+                 (or another store) to the router that serves this `#[idempotent]` handler"
+            );
+            return problem(
+                ProblemCode::NotConfigured,
+                "The idempotency layer is not configured.",
+            );
+        };
+        let handler =
+            move |request| async move { Ok::<_, Infallible>(handler(request, state).await) };
+        match engine::run(
+            idempotency.inner,
+            PolicyRef::Static(policy),
+            request,
+            handler,
+        )
+        .await
+        {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
 }

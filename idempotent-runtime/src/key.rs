@@ -1,5 +1,5 @@
-//! The idempotency key: reading it from the request, the RFC 8941 quoted form, validation,
-//! and building the store key.
+//! The idempotency key: reading it from the request, the RFC 8941 quoted form, validation.
+//! The key a record is stored under is a [`StoreKey`](crate::store::StoreKey).
 
 use http::{HeaderMap, HeaderName};
 
@@ -95,33 +95,6 @@ fn unquote(raw: &[u8]) -> Result<String, KeyError> {
     Ok(out)
 }
 
-/// Build the store key: `idempotency:{prefix}:{key}`, exactly as the Spring aspect does.
-///
-/// With a tenant scope the key is `idempotency:{prefix}|{scope}:{key}`, where `%`, `:` and
-/// `|` in the scope are percent-encoded. A prefix never contains `:` or `|` (the attribute
-/// rejects them), so the prefix, the scope and the key are always told apart: two
-/// different (prefix, scope, key) triples never share a store key.
-pub fn store_key(prefix: &str, scope: Option<&str>, key: &str) -> String {
-    let mut out =
-        String::with_capacity(14 + prefix.len() + key.len() + scope.map_or(0, |s| s.len() + 1));
-    out.push_str("idempotency:");
-    out.push_str(prefix);
-    if let Some(scope) = scope {
-        out.push('|');
-        for c in scope.chars() {
-            match c {
-                '%' => out.push_str("%25"),
-                ':' => out.push_str("%3A"),
-                '|' => out.push_str("%7C"),
-                c => out.push(c),
-            }
-        }
-    }
-    out.push(':');
-    out.push_str(key);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,20 +149,5 @@ mod tests {
             from_headers(&headers, &name),
             Err(KeyError::Invalid(_))
         ));
-    }
-
-    #[test]
-    fn store_keys() {
-        assert_eq!(store_key("orders", None, "k1"), "idempotency:orders:k1");
-        assert_eq!(store_key("", None, "k1"), "idempotency::k1");
-        assert_eq!(
-            store_key("orders", Some("t:1|%"), "k"),
-            "idempotency:orders|t%3A1%7C%25:k"
-        );
-        assert_ne!(store_key("a", Some("b"), "c"), store_key("a", None, "b:c"));
-        assert_ne!(
-            store_key("a", Some("b:c"), "d"),
-            store_key("a", Some("b"), "c:d")
-        );
     }
 }

@@ -71,18 +71,26 @@
 
 #[doc(hidden)]
 pub mod __private;
-mod config;
 mod engine;
+mod extract;
 pub mod fingerprint;
+mod idempotency;
 pub mod key;
+pub mod layer;
 pub mod metrics;
+mod policy;
 pub mod problem;
 pub mod record;
 pub mod store;
+mod throttle;
 
-pub use config::{
+pub use extract::{IdempotencyClaim, IdempotencyKey, MissingExtension};
+pub use idempotency::{
     DEFAULT_BODY_LIMIT, DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_STORE_TIMEOUT, Idempotency,
-    IdempotencyService,
+};
+pub use layer::{IdempotencyLayer, IdempotencyService};
+pub use policy::{
+    DEFAULT_HEADER, DEFAULT_LOCK_TTL, DEFAULT_MAX_WAIT, DEFAULT_TTL, OnConflict, Policy,
 };
 
 /// Re-exported for implementors of [`store::IdempotencyStore`].

@@ -3,23 +3,31 @@
 //! A completed record is written as
 //!
 //! ```json
-//! {"statusCode":201,"body":"{\"id\":42}","bodyHash":"e3b0…","headers":[["content-type","application/json"]]}
+//! {"statusCode":201,"body":"{\"id\":42}","bodyHash":"e3b0…","headers":[["content-type","application/json"]],"storedAt":1764000000000,"token":"…"}
 //! ```
 //!
 //! `statusCode`, `body` and `bodyHash` are the Spring aspect's fields, so a Spring service
 //! replays what this crate writes (Jackson ignores the extra fields) and this crate replays
 //! what Spring writes: a record without `headers` replays with
 //! `Content-Type: application/json`. A body that is not UTF-8 is stored base64-encoded with
-//! `"bodyEncoding":"base64"`. A PROCESSING record is
-//! `{"state":"PROCESSING","token":"…","bodyHash":…}`, always with `state` and `token` first
-//! (the Redis store recognises a claim's own record by that beginning); it never carries
-//! `statusCode`.
+//! `"bodyEncoding":"base64"`. A header value is stored as text when it is UTF-8 (visible
+//! ASCII, and also the `obs-text` bytes some servers send when they form UTF-8), and
+//! otherwise base64-encoded as a triple `[name, base64, "base64"]`: every header value is
+//! kept, byte for byte. `storedAt` (milliseconds since the Unix epoch) and `token` (the claim
+//! that completed it) are optional.
+//!
+//! A PROCESSING record is `{"state":"PROCESSING","token":"…","bodyHash":…}`, always with
+//! `state` and `token` first (the Redis store recognises a claim's own record by that
+//! beginning); it never carries `statusCode`.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
+use serde::ser::SerializeSeq as _;
 use serde::{Deserialize, Serialize};
 
 /// An opaque, unique value that identifies one claim of a key.
@@ -50,8 +58,13 @@ impl Token {
     /// The string form of the token.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // Hex digits are ASCII, so this is always UTF-8.
-            TokenRepr::Generated(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            #[expect(
+                clippy::expect_used,
+                reason = "a generated token is 32 lowercase hex digits, which are ASCII"
+            )]
+            TokenRepr::Generated(hex) => {
+                std::str::from_utf8(hex).expect("hex digits are ASCII, hence UTF-8")
+            }
             TokenRepr::Read(text) => text,
         }
     }
@@ -77,8 +90,8 @@ impl fmt::Debug for Token {
     }
 }
 
-/// A response kept for replay: status, replayable headers, body, and the fingerprint of the
-/// request that produced it.
+/// A response kept for replay: status, replayable headers, body, the fingerprint of the
+/// request that produced it, and when and by which claim it was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoredResponse {
@@ -91,10 +104,14 @@ pub struct StoredResponse {
     pub body: Bytes,
     /// Lowercase hex SHA-256 of the request body, or `None` when the body was not hashed.
     pub fingerprint: Option<String>,
+    /// When the response was stored, where the record says (the Spring aspect's do not).
+    pub stored_at: Option<SystemTime>,
+    /// The claim that stored it, where the record says.
+    pub token: Option<Token>,
 }
 
 impl StoredResponse {
-    /// A stored response from its parts.
+    /// A stored response from its parts, without a time or a token.
     pub fn new(
         status: StatusCode,
         headers: Option<Vec<(HeaderName, HeaderValue)>>,
@@ -106,7 +123,16 @@ impl StoredResponse {
             headers,
             body,
             fingerprint,
+            stored_at: None,
+            token: None,
         }
+    }
+
+    /// The same response, stored at `at` by the claim `token`.
+    pub fn stored(mut self, at: SystemTime, token: Token) -> Self {
+        self.stored_at = Some(at);
+        self.token = Some(token);
+        self
     }
 }
 
@@ -121,8 +147,9 @@ pub enum Record {
         /// The fingerprint of the request that claimed it.
         fingerprint: Option<String>,
     },
-    /// The first request finished with a 2xx, kept for replay.
-    Completed(StoredResponse),
+    /// The first request finished with a 2xx, kept for replay. Shared, so that a store that
+    /// holds records in memory hands them out without copying them.
+    Completed(Arc<StoredResponse>),
 }
 
 impl Record {
@@ -141,45 +168,39 @@ impl Record {
 
     /// Encode as the JSON described in the [module docs](self).
     pub fn to_json(&self) -> Vec<u8> {
-        let wire = match self {
-            Record::Processing { token, fingerprint } => Wire {
-                state: Some(Text::Borrowed(PROCESSING)),
-                token: Some(Text::Borrowed(token.as_str())),
-                body_hash: fingerprint.as_deref().map(Text::Borrowed),
-                ..Wire::default()
-            },
-            Record::Completed(response) => {
-                let (body, body_encoding) = match std::str::from_utf8(&response.body) {
-                    Ok(text) => (Text::Borrowed(text), None),
-                    Err(_) => (
-                        Text::Owned(
-                            base64::engine::general_purpose::STANDARD.encode(&response.body),
-                        ),
-                        Some(Text::Borrowed(BASE64)),
-                    ),
-                };
-                Wire {
-                    status_code: Some(response.status.as_u16()),
-                    body: Some(body),
-                    body_hash: response.fingerprint.as_deref().map(Text::Borrowed),
-                    headers: response.headers.as_ref().map(|headers| {
-                        headers
-                            .iter()
-                            .filter_map(|(name, value)| {
-                                Some((
-                                    Text::Borrowed(name.as_str()),
-                                    Text::Borrowed(value.to_str().ok()?),
-                                ))
-                            })
-                            .collect()
-                    }),
-                    body_encoding,
-                    ..Wire::default()
-                }
-            }
+        let written = match self {
+            Record::Processing { token, fingerprint } => serde_json::to_vec(&ProcessingOut {
+                state: PROCESSING,
+                token: token.as_str(),
+                body_hash: fingerprint.as_deref(),
+            }),
+            Record::Completed(response) => Self::completed_json(response),
         };
-        // Serializing this struct of strings and integers cannot fail.
-        serde_json::to_vec(&wire).unwrap_or_default()
+        #[expect(
+            clippy::expect_used,
+            reason = "the records are strings, integers and sequences of them, and a Vec never fails to grow"
+        )]
+        written.expect("serialising a record of strings and integers cannot fail")
+    }
+
+    /// The JSON of a completed record.
+    fn completed_json(response: &StoredResponse) -> serde_json::Result<Vec<u8>> {
+        let (body, body_encoding) = match std::str::from_utf8(&response.body) {
+            Ok(text) => (Text::Borrowed(text), None),
+            Err(_) => (
+                Text::Owned(base64::engine::general_purpose::STANDARD.encode(&response.body)),
+                Some(BASE64),
+            ),
+        };
+        serde_json::to_vec(&CompletedOut {
+            status_code: response.status.as_u16(),
+            body,
+            body_hash: response.fingerprint.as_deref(),
+            headers: response.headers.as_deref().map(HeadersOut),
+            body_encoding,
+            stored_at: response.stored_at.map(epoch_millis),
+            token: response.token.as_ref().map(Token::as_str),
+        })
     }
 
     /// The exact beginning of the JSON of `token`'s PROCESSING record, as
@@ -188,8 +209,8 @@ impl Record {
     /// record starts with `{"statusCode"`, and the closing quote ends the token.
     #[cfg(any(feature = "redis", test))]
     pub(crate) fn processing_prefix(token: &Token) -> String {
-        // `Wire`'s first two fields, as `to_json` writes them for a PROCESSING record, the
-        // strings escaped by serde_json as there (a unit test holds the two together).
+        // `ProcessingOut`'s first two fields, as `to_json` writes them, the strings escaped
+        // by serde_json as there (a unit test holds the two together).
         format!(
             "{{\"state\":{},\"token\":{}",
             serde_json::Value::from(PROCESSING),
@@ -199,7 +220,7 @@ impl Record {
 
     /// Decode a record written by [`to_json`](Self::to_json) or by the Spring aspect.
     pub fn from_json(bytes: &[u8]) -> Result<Record, RecordError> {
-        let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(RecordError::json)?;
+        let wire: WireIn<'_> = serde_json::from_slice(bytes).map_err(RecordError::json)?;
         if wire.state.as_deref() == Some(PROCESSING) {
             let token = wire
                 .token
@@ -217,34 +238,58 @@ impl Record {
         let body = wire.body.unwrap_or_default();
         let body = match wire.body_encoding.as_deref() {
             None => Bytes::from(body.into_owned()),
-            Some(BASE64) => Bytes::from(
-                base64::engine::general_purpose::STANDARD
-                    .decode(body.as_bytes())
-                    .map_err(|_| RecordError::invalid("`body` is not valid base64"))?,
-            ),
+            Some(BASE64) => Bytes::from(decode_base64(&body, "`body` is not valid base64")?),
             Some(_) => return Err(RecordError::invalid("unknown `bodyEncoding`")),
         };
         let headers = match wire.headers {
             None => None,
-            Some(map) => Some(
-                map.into_iter()
-                    .map(|(name, value)| {
-                        let name = HeaderName::from_bytes(name.as_bytes())
-                            .map_err(|_| RecordError::invalid("invalid header name"))?;
-                        let value = HeaderValue::from_str(&value)
-                            .map_err(|_| RecordError::invalid("invalid header value"))?;
-                        Ok((name, value))
-                    })
+            Some(list) => Some(
+                list.into_iter()
+                    .map(header_in)
                     .collect::<Result<Vec<_>, RecordError>>()?,
             ),
         };
-        Ok(Record::Completed(StoredResponse {
+        Ok(Record::Completed(Arc::new(StoredResponse {
             status,
             headers,
             body,
             fingerprint: wire.body_hash.map(|h| h.into_owned()),
-        }))
+            stored_at: wire
+                .stored_at
+                .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
+            token: wire.token.map(|t| Token::from_string(t.into_owned())),
+        })))
     }
+}
+
+/// Milliseconds since the Unix epoch (0 for a time before it).
+fn epoch_millis(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn decode_base64(text: &str, what: &'static str) -> Result<Vec<u8>, RecordError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.as_bytes())
+        .map_err(|_| RecordError::invalid(what))
+}
+
+/// One stored header: `[name, value]`, or `[name, base64 of value, "base64"]`.
+fn header_in(fields: Vec<Text<'_>>) -> Result<(HeaderName, HeaderValue), RecordError> {
+    let mut fields = fields.into_iter();
+    let (Some(name), Some(value)) = (fields.next(), fields.next()) else {
+        return Err(RecordError::invalid("a header without a name and a value"));
+    };
+    let bytes = match (fields.next().as_deref(), fields.next()) {
+        (None, _) => value.into_owned().into_bytes(),
+        (Some(BASE64), None) => decode_base64(&value, "a header value is not valid base64")?,
+        _ => return Err(RecordError::invalid("unknown header encoding")),
+    };
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| RecordError::invalid("invalid header name"))?;
+    let value = HeaderValue::from_maybe_shared(Bytes::from(bytes))
+        .map_err(|_| RecordError::invalid("invalid header value"))?;
+    Ok((name, value))
 }
 
 const PROCESSING: &str = "PROCESSING";
@@ -252,23 +297,71 @@ const BASE64: &str = "base64";
 
 type Text<'a> = std::borrow::Cow<'a, str>;
 
-#[derive(Serialize, Deserialize, Default)]
+/// A PROCESSING record, as written.
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Wire<'a> {
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
-    state: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
-    token: Option<Text<'a>>,
+struct ProcessingOut<'a> {
+    state: &'a str,
+    token: &'a str,
+    body_hash: Option<&'a str>,
+}
+
+/// A completed record, as written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompletedOut<'a> {
+    status_code: u16,
+    body: Text<'a>,
+    body_hash: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<HeadersOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_encoding: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+}
+
+/// The headers of a completed record: each `[name, value]`, or `[name, base64, "base64"]`
+/// for a value that is not UTF-8.
+struct HeadersOut<'a>(&'a [(HeaderName, HeaderValue)]);
+
+impl Serialize for HeadersOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => seq.serialize_element(&[name.as_str(), text])?,
+                Err(_) => {
+                    let encoded =
+                        base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+                    seq.serialize_element(&[name.as_str(), &encoded, BASE64])?;
+                }
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Any record, as read: every field optional, unknown fields ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireIn<'a> {
+    #[serde(borrow)]
+    state: Option<Text<'a>>,
+    #[serde(borrow)]
+    token: Option<Text<'a>>,
     status_code: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     body: Option<Text<'a>>,
     #[serde(borrow)]
     body_hash: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
-    headers: Option<Vec<(Text<'a>, Text<'a>)>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
+    headers: Option<Vec<Vec<Text<'a>>>>,
+    #[serde(borrow)]
     body_encoding: Option<Text<'a>>,
+    stored_at: Option<u64>,
 }
 
 /// A stored record that cannot be decoded.
@@ -304,12 +397,12 @@ mod tests {
     use super::*;
 
     fn completed(body: &[u8], headers: Option<Vec<(HeaderName, HeaderValue)>>) -> Record {
-        Record::Completed(StoredResponse::new(
+        Record::Completed(Arc::new(StoredResponse::new(
             StatusCode::CREATED,
             headers,
             Bytes::copy_from_slice(body),
             Some("ab".repeat(32)),
-        ))
+        )))
     }
 
     #[test]
@@ -343,6 +436,53 @@ mod tests {
             "{text}"
         );
         assert_eq!(Record::from_json(&json).unwrap(), record);
+    }
+
+    #[test]
+    fn every_header_value_is_kept_byte_for_byte() {
+        let headers = vec![
+            (
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                HeaderName::from_static("x-utf8"),
+                HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap(),
+            ),
+            (
+                HeaderName::from_static("x-latin1"),
+                HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+            ),
+        ];
+        let record = completed(b"{}", Some(headers));
+        let json = record.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.contains("[\"x-utf8\",\"caf\u{e9}\"]"), "{text}");
+        assert!(
+            text.contains(r#"["x-latin1","Y2Fm6Q==","base64"]"#),
+            "{text}"
+        );
+        assert_eq!(Record::from_json(&json).unwrap(), record);
+    }
+
+    #[test]
+    fn the_time_and_the_token_of_a_completed_record_round_trip() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        let token = Token::generate();
+        let response =
+            StoredResponse::new(StatusCode::OK, None, Bytes::new(), None).stored(at, token.clone());
+        let json = Record::Completed(Arc::new(response)).to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.starts_with(r#"{"statusCode":200,"#), "{text}");
+        let Record::Completed(read) = Record::from_json(&json).unwrap() else {
+            panic!("expected a completed record")
+        };
+        assert_eq!(
+            (read.stored_at, read.token.as_ref()),
+            (Some(at), Some(&token))
+        );
+        // A completed record with a token is not its claim's PROCESSING record.
+        assert!(!Record::Completed(read).is_owned_by(&token));
     }
 
     #[test]
@@ -434,6 +574,9 @@ mod tests {
             br#"{"statusCode":200,"body":"%%","bodyEncoding":"base64"}"#,
             br#"{"state":"PROCESSING"}"#,
             br#"{"statusCode":200,"bo"#,
+            br#"{"statusCode":200,"headers":[["x"]]}"#,
+            br#"{"statusCode":200,"headers":[["x","%%","base64"]]}"#,
+            br#"{"statusCode":200,"headers":[["x","a","rot13"]]}"#,
         ] {
             assert!(
                 Record::from_json(bad).is_err(),

@@ -6,6 +6,7 @@
 use http::{HeaderMap, HeaderValue};
 use idempotent_runtime::fingerprint::{compact_json, fingerprint, is_compact_json, sha256_hex};
 use idempotent_runtime::key::{self, KeyError, MAX_KEY_LEN};
+use idempotent_runtime::store::StoreKey;
 use proptest::prelude::*;
 
 /// Characters that matter to store keys, Redis and quoting, mixed with ordinary ones.
@@ -102,10 +103,14 @@ proptest! {
         scope in prop::option::of(tricky_string(24)),
         key in printable(1, 64),
     ) {
-        let built = key::store_key(&prefix, scope.as_deref(), &key);
-        // The parts can be read back unambiguously, so two different triples never share a
-        // store key.
-        prop_assert_eq!(split(&built), (prefix, scope, key));
+        let built = StoreKey::new(&prefix, scope.as_deref(), &key);
+        prop_assert_eq!(
+            (built.prefix(), built.scope(), built.key()),
+            (prefix.as_str(), scope.as_deref(), key.as_str())
+        );
+        // The parts can be read back from the string form unambiguously, so two different
+        // triples never share a store key.
+        prop_assert_eq!(split(built.as_str()), (prefix, scope, key));
     }
 
     #[test]

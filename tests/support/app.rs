@@ -134,3 +134,39 @@ pub async fn problem_code(response: reqwest::Response) -> (u16, String, String) 
         body["detail"].as_str().unwrap_or_default().to_owned(),
     )
 }
+
+/// A store that forwards everything to `S` but cannot renew leases (the trait's default): a
+/// running handler's lock expires after `lock_ttl`, as when its owner has died.
+pub struct WithoutRenewal<S>(pub S);
+
+#[idempotent_runtime::async_trait]
+impl<S: idempotent_runtime::store::IdempotencyStore> idempotent_runtime::store::IdempotencyStore
+    for WithoutRenewal<S>
+{
+    async fn claim(
+        &self,
+        key: &idempotent_runtime::store::StoreKey,
+        claim: &idempotent_runtime::store::Claim,
+    ) -> Result<idempotent_runtime::store::ClaimOutcome, idempotent_runtime::store::StoreError>
+    {
+        self.0.claim(key, claim).await
+    }
+
+    async fn complete(
+        &self,
+        key: &idempotent_runtime::store::StoreKey,
+        token: &idempotent_runtime::store::Token,
+        response: idempotent_runtime::store::StoredResponse,
+        ttl: Duration,
+    ) -> Result<idempotent_runtime::store::Fence, idempotent_runtime::store::StoreError> {
+        self.0.complete(key, token, response, ttl).await
+    }
+
+    async fn release(
+        &self,
+        key: &idempotent_runtime::store::StoreKey,
+        token: &idempotent_runtime::store::Token,
+    ) -> Result<idempotent_runtime::store::Fence, idempotent_runtime::store::StoreError> {
+        self.0.release(key, token).await
+    }
+}

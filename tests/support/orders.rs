@@ -1,5 +1,9 @@
 //! The test service: one handler body behind routes with different options. A request's
 //! JSON body tells the handler what to do (answer a status, wait at the probe's gate, panic).
+//!
+//! Every route exists twice, with the same options: under `#[idempotent]` ([`routes`]) and
+//! as a plain handler under the middleware with a `Policy` ([`layered_routes`]), so that the
+//! behaviour tests run on both paths.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +13,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use idempotent_runtime::idempotent;
+use std::time::Duration;
+
+use axum::http::HeaderName;
+use idempotent_runtime::{
+    Idempotency, IdempotencyClaim, IdempotencyKey, OnConflict, Policy, idempotent,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -100,9 +109,28 @@ pub async fn impatient(State(state): State<AppState>, Json(cmd): Json<Command>) 
     behave(&state, cmd).await
 }
 
+/// What the protocol told the handler: its key, and the claim it runs under.
+async fn told(key: Option<IdempotencyKey>, claim: Option<IdempotencyClaim>) -> Response {
+    Json(json!({
+        "key": key.as_ref().map(IdempotencyKey::as_str),
+        "store_key": claim.as_ref().map(|c| c.key.to_string()),
+        "token": claim.as_ref().map(|c| c.token.as_str().to_owned()),
+    }))
+    .into_response()
+}
+
+#[idempotent(key_prefix = "told", mandatory = false)]
+pub async fn told_by_macro(
+    key: Option<IdempotencyKey>,
+    claim: Option<IdempotencyClaim>,
+) -> Response {
+    told(key, claim).await
+}
+
 /// Every route, each with the options its name says.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/told", post(told_by_macro))
         .route("/orders", post(orders))
         .route("/optional", post(optional))
         .route("/unhashed", post(unhashed))
@@ -111,4 +139,90 @@ pub fn routes() -> Router<AppState> {
         .route("/short", post(short_lock))
         .route("/wait", post(waiting))
         .route("/impatient", post(impatient))
+}
+
+async fn plain(State(state): State<AppState>, Json(cmd): Json<Command>) -> Response {
+    behave(&state, cmd).await
+}
+
+/// The policy of each route of [`routes`], as its attribute says.
+pub fn policies() -> Vec<(&'static str, Policy)> {
+    vec![
+        (
+            "/orders",
+            Policy::new()
+                .key_prefix("orders")
+                .ttl(Duration::from_secs(24 * 3600))
+                .include_body(true),
+        ),
+        (
+            "/optional",
+            Policy::new()
+                .key_prefix("optional")
+                .include_body(true)
+                .mandatory(false),
+        ),
+        ("/unhashed", Policy::new().key_prefix("unhashed")),
+        (
+            "/closed",
+            Policy::new()
+                .key_prefix("closed")
+                .include_body(true)
+                .fail_open(false),
+        ),
+        (
+            "/billing",
+            Policy::new()
+                .key_prefix("billing")
+                .header(HeaderName::from_static("x-idempotency-key")),
+        ),
+        (
+            "/short",
+            Policy::new()
+                .key_prefix("short")
+                .include_body(true)
+                .lock_ttl(Duration::from_millis(300)),
+        ),
+        (
+            "/wait",
+            Policy::new()
+                .key_prefix("wait")
+                .include_body(true)
+                .on_conflict(OnConflict::Wait(Duration::from_secs(10))),
+        ),
+        (
+            "/impatient",
+            Policy::new()
+                .key_prefix("impatient")
+                .on_conflict(OnConflict::Wait(Duration::from_millis(100))),
+        ),
+    ]
+}
+
+/// The routes of [`routes`], each a plain handler under the middleware with its policy.
+pub fn layered_routes(idem: &Idempotency) -> Router<AppState> {
+    let told_policy = Policy::new().key_prefix("told").mandatory(false);
+    policies().into_iter().fold(
+        Router::new().route("/told", post(told).layer(idem.layer(told_policy))),
+        |router, (path, policy)| router.route(path, post(plain).layer(idem.layer(policy))),
+    )
+}
+
+/// Which way the protocol reaches the handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// `#[idempotent]`, with the store registered on the router.
+    Macro,
+    /// `Idempotency::layer(policy)` around a plain handler.
+    Layer,
+}
+
+impl Path {
+    /// The test service on this path, with `idem` as its store.
+    pub fn app(self, idem: Idempotency) -> Router<AppState> {
+        match self {
+            Path::Macro => routes().layer(idem),
+            Path::Layer => layered_routes(&idem),
+        }
+    }
 }

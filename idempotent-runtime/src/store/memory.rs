@@ -10,7 +10,8 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::{
-    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoreKey, StoredResponse,
+    Token,
 };
 
 /// The default capacity of a [`MemoryStore`], in bytes of keys and stored responses.
@@ -64,7 +65,7 @@ impl Completed {
     }
 
     fn record(self) -> Record {
-        Record::Completed(Arc::unwrap_or_clone(self.response))
+        Record::Completed(self.response)
     }
 }
 
@@ -231,7 +232,7 @@ impl MemoryStore {
         self.completed.weighted_size()
     }
 
-    /// The record under `key`, if it is live.
+    /// The record under `key` (a [`StoreKey`]'s string form), if it is live.
     pub fn get(&self, key: &str) -> Option<Record> {
         let processing = self.claims.lock(key).live_record(key, Instant::now());
         processing.or_else(|| self.completed.get(key).map(Completed::record))
@@ -240,7 +241,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
-    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+    async fn claim(&self, key: &StoreKey, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        let key = key.as_str();
         // A completed record never changes back: read it without a lock.
         if let Some(done) = self.completed.get(key) {
             return Ok(ClaimOutcome::Existing(done.record()));
@@ -257,13 +259,12 @@ impl IdempotencyStore for MemoryStore {
         {
             return Ok(ClaimOutcome::Existing(done.record()));
         }
-        let expires_at = now.checked_add(claim.lock_ttl).unwrap_or_else(far_future);
         shard.insert(
             key,
             Pending {
                 token: claim.token.clone(),
                 fingerprint: claim.fingerprint.clone(),
-                expires_at,
+                expires_at: expiry(now, claim.lock_ttl),
             },
             now,
         );
@@ -272,11 +273,12 @@ impl IdempotencyStore for MemoryStore {
 
     async fn complete(
         &self,
-        key: &str,
+        key: &StoreKey,
         token: &Token,
-        response: &StoredResponse,
+        response: StoredResponse,
         ttl: Duration,
     ) -> Result<Fence, StoreError> {
+        let key = key.as_str();
         let now = Instant::now();
         let mut shard = self.claims.lock(key);
         match shard.pending.get(key) {
@@ -295,7 +297,7 @@ impl IdempotencyStore for MemoryStore {
         self.completed.insert(
             key.to_owned(),
             Completed {
-                response: Arc::new(response.clone()),
+                response: Arc::new(response),
                 ttl,
             },
         );
@@ -303,7 +305,8 @@ impl IdempotencyStore for MemoryStore {
         Ok(Fence::Applied)
     }
 
-    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+    async fn release(&self, key: &StoreKey, token: &Token) -> Result<Fence, StoreError> {
+        let key = key.as_str();
         let mut shard = self.claims.lock(key);
         match shard.pending.get(key) {
             Some(p) if p.token == *token => {
@@ -313,6 +316,30 @@ impl IdempotencyStore for MemoryStore {
             _ => Ok(Fence::Refused),
         }
     }
+
+    async fn renew(
+        &self,
+        key: &StoreKey,
+        token: &Token,
+        lock_ttl: Duration,
+    ) -> Result<Fence, StoreError> {
+        let key = key.as_str();
+        let now = Instant::now();
+        let mut shard = self.claims.lock(key);
+        match shard.pending.get_mut(key) {
+            // Ours and still live: nobody can have taken it over.
+            Some(p) if p.token == *token && p.live(now) => {
+                p.expires_at = expiry(now, lock_ttl);
+                Ok(Fence::Applied)
+            }
+            _ => Ok(Fence::Refused),
+        }
+    }
+}
+
+/// `now + ttl`, or "never" for a lifetime too long to represent.
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl).unwrap_or_else(far_future)
 }
 
 /// About 30 years from now: "never" for a lock, and always representable.
@@ -344,44 +371,48 @@ mod tests {
         Claim::new(Token::generate(), None, lock_ttl)
     }
 
+    fn k(key: &str) -> StoreKey {
+        StoreKey::new("t", None, key)
+    }
+
     #[tokio::test]
     async fn claim_complete_replay() {
         let store = MemoryStore::new();
         let first = claim(Duration::from_secs(60));
         assert!(matches!(
-            store.claim("k", &first).await.unwrap(),
+            store.claim(&k("k"), &first).await.unwrap(),
             ClaimOutcome::Claimed
         ));
         let second = claim(Duration::from_secs(60));
         assert!(matches!(
-            store.claim("k", &second).await.unwrap(),
+            store.claim(&k("k"), &second).await.unwrap(),
             ClaimOutcome::Existing(Record::Processing { token, .. }) if token == first.token
         ));
         assert_eq!(
             store
-                .complete("k", &second.token, &response(), Duration::from_secs(60))
+                .complete(&k("k"), &second.token, response(), Duration::from_secs(60))
                 .await
                 .unwrap(),
             Fence::Refused
         );
         assert_eq!(
-            store.release("k", &second.token).await.unwrap(),
+            store.release(&k("k"), &second.token).await.unwrap(),
             Fence::Refused
         );
         assert_eq!(
             store
-                .complete("k", &first.token, &response(), Duration::from_secs(60))
+                .complete(&k("k"), &first.token, response(), Duration::from_secs(60))
                 .await
                 .unwrap(),
             Fence::Applied
         );
         assert!(matches!(
-            store.claim("k", &second).await.unwrap(),
-            ClaimOutcome::Existing(Record::Completed(r)) if r == response()
+            store.claim(&k("k"), &second).await.unwrap(),
+            ClaimOutcome::Existing(Record::Completed(r)) if *r == response()
         ));
         // A completed record cannot be released.
         assert_eq!(
-            store.release("k", &first.token).await.unwrap(),
+            store.release(&k("k"), &first.token).await.unwrap(),
             Fence::Refused
         );
     }
@@ -391,27 +422,32 @@ mod tests {
         let store = MemoryStore::new();
         let old = claim(Duration::from_millis(20));
         assert!(matches!(
-            store.claim("k", &old).await.unwrap(),
+            store.claim(&k("k"), &old).await.unwrap(),
             ClaimOutcome::Claimed
         ));
         tokio::time::sleep(Duration::from_millis(40)).await;
         let new = claim(Duration::from_secs(60));
         assert!(matches!(
-            store.claim("k", &new).await.unwrap(),
+            store.claim(&k("k"), &new).await.unwrap(),
             ClaimOutcome::Claimed
         ));
         assert_eq!(
             store
-                .complete("k", &old.token, &response(), Duration::from_secs(60))
+                .complete(&k("k"), &old.token, response(), Duration::from_secs(60))
                 .await
                 .unwrap(),
             Fence::Refused
         );
         assert_eq!(
-            store.release("k", &old.token).await.unwrap(),
+            store.release(&k("k"), &old.token).await.unwrap(),
             Fence::Refused
         );
-        assert!(store.get("k").unwrap().is_owned_by(&new.token));
+        assert!(
+            store
+                .get("idempotency:t:k")
+                .unwrap()
+                .is_owned_by(&new.token)
+        );
     }
 
     #[tokio::test]
@@ -419,18 +455,21 @@ mod tests {
         let store = MemoryStore::new();
         let old = claim(Duration::from_millis(20));
         assert!(matches!(
-            store.claim("k", &old).await.unwrap(),
+            store.claim(&k("k"), &old).await.unwrap(),
             ClaimOutcome::Claimed
         ));
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(
             store
-                .complete("k", &old.token, &response(), Duration::from_secs(60))
+                .complete(&k("k"), &old.token, response(), Duration::from_secs(60))
                 .await
                 .unwrap(),
             Fence::Applied
         );
-        assert!(matches!(store.get("k"), Some(Record::Completed(_))));
+        assert!(matches!(
+            store.get("idempotency:t:k"),
+            Some(Record::Completed(_))
+        ));
     }
 
     #[tokio::test]
@@ -438,12 +477,12 @@ mod tests {
         let store = MemoryStore::with_max_bytes(64 * 1024);
         for i in 0..10_000 {
             let c = claim(Duration::from_secs(60));
-            store.claim(&format!("key-{i}"), &c).await.unwrap();
+            store.claim(&k(&format!("key-{i}")), &c).await.unwrap();
             store
                 .complete(
-                    &format!("key-{i}"),
+                    &k(&format!("key-{i}")),
                     &c.token,
-                    &response(),
+                    response(),
                     Duration::from_secs(60),
                 )
                 .await
@@ -467,7 +506,7 @@ mod tests {
                     let (store, key) = (store.clone(), key.clone());
                     tokio::spawn(async move {
                         let c = claim(Duration::from_secs(60));
-                        matches!(store.claim(&key, &c).await, Ok(ClaimOutcome::Claimed))
+                        matches!(store.claim(&k(&key), &c).await, Ok(ClaimOutcome::Claimed))
                     })
                 })
                 .collect();
@@ -486,7 +525,7 @@ mod tests {
             let key = format!("done-{round}");
             let owner = claim(Duration::from_secs(60));
             assert!(matches!(
-                store.claim(&key, &owner).await.unwrap(),
+                store.claim(&k(&key), &owner).await.unwrap(),
                 ClaimOutcome::Claimed
             ));
             let claimers: Vec<_> = (0..3)
@@ -496,7 +535,7 @@ mod tests {
                         let mut seen_completed = false;
                         // Claim until the completion is seen; none may find the key free.
                         while !seen_completed {
-                            match store.claim(&key, &claim(Duration::from_secs(60))).await {
+                            match store.claim(&k(&key), &claim(Duration::from_secs(60))).await {
                                 Ok(ClaimOutcome::Existing(Record::Completed(_))) => {
                                     seen_completed = true;
                                 }
@@ -511,7 +550,7 @@ mod tests {
                 .collect();
             assert_eq!(
                 store
-                    .complete(&key, &owner.token, &response(), Duration::from_secs(60))
+                    .complete(&k(&key), &owner.token, response(), Duration::from_secs(60))
                     .await
                     .unwrap(),
                 Fence::Applied
@@ -528,7 +567,7 @@ mod tests {
         for i in 0..10_000 {
             // Claims that nobody completes or releases, already expired.
             store
-                .claim(&format!("lost-{i}"), &claim(Duration::ZERO))
+                .claim(&k(&format!("lost-{i}")), &claim(Duration::ZERO))
                 .await
                 .unwrap();
         }
@@ -549,18 +588,62 @@ mod tests {
         for i in 0..10_000 {
             let key = format!("key-{i}");
             let c = claim(Duration::from_secs(60));
-            store.claim(&key, &c).await.unwrap();
+            store.claim(&k(&key), &c).await.unwrap();
             store
-                .complete(&key, &c.token, &response(), Duration::from_secs(60))
+                .complete(&k(&key), &c.token, response(), Duration::from_secs(60))
                 .await
                 .unwrap();
             store.completed.run_pending_tasks();
             // A retry soon after the first request must find its record, however full.
             assert!(
-                matches!(store.get(&key), Some(Record::Completed(_))),
+                matches!(store.get(k(&key).as_str()), Some(Record::Completed(_))),
                 "{key} was not kept"
             );
         }
-        assert!(store.get("key-0").is_none(), "the oldest record was kept");
+        assert!(
+            store.get(k("key-0").as_str()).is_none(),
+            "the oldest record was kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_renewed_claim_outlives_its_first_lock_ttl_and_only_its_owner_renews() {
+        let store = MemoryStore::new();
+        let owner = claim(Duration::from_millis(50));
+        assert!(matches!(
+            store.claim(&k("k"), &owner).await.unwrap(),
+            ClaimOutcome::Claimed
+        ));
+        let other = Token::generate();
+        assert_eq!(
+            store
+                .renew(&k("k"), &other, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Fence::Refused
+        );
+        assert_eq!(
+            store
+                .renew(&k("k"), &owner.token, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Fence::Applied
+        );
+        // Past the first lock_ttl, the claim still holds.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(matches!(
+            store.claim(&k("k"), &claim(Duration::from_secs(60))).await.unwrap(),
+            ClaimOutcome::Existing(Record::Processing { token, .. }) if token == owner.token
+        ));
+        // A lock that ran out is not brought back: another request may have seen it free.
+        let lapsed = claim(Duration::ZERO);
+        store.claim(&k("lapsed"), &lapsed).await.unwrap();
+        assert_eq!(
+            store
+                .renew(&k("lapsed"), &lapsed.token, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            Fence::Refused
+        );
     }
 }

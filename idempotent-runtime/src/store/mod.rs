@@ -1,29 +1,30 @@
 //! Where records live: the [`IdempotencyStore`] trait and its adapters.
 //!
-//! A store keeps one [`Record`] per store key. It is shaped for an atomic claim: a single
+//! A store keeps one [`Record`] per [`StoreKey`]. It is shaped for an atomic claim: a single
 //! [`claim`](IdempotencyStore::claim) either takes the key (writing a
 //! [`Record::Processing`] that carries the claim's [`Token`]) or returns what is there, in
 //! one operation, so that of any number of concurrent requests exactly one runs the handler.
-//! [`complete`](IdempotencyStore::complete) and [`release`](IdempotencyStore::release) are
-//! fenced by that token: a request whose lock expired and was taken over can neither
-//! overwrite nor delete the newer owner's record.
+//! [`complete`](IdempotencyStore::complete), [`release`](IdempotencyStore::release) and
+//! [`renew`](IdempotencyStore::renew) are fenced by that token: a request whose lock expired
+//! and was taken over can neither overwrite, delete nor prolong the newer owner's record.
 //!
 //! # Implementing a store
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use std::sync::Mutex;
+//! use std::sync::{Arc, Mutex};
 //! use std::time::{Duration, Instant};
 //! use idempotent_runtime::store::{
-//!     Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
+//!     Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoreKey,
+//!     StoredResponse, Token,
 //! };
 //!
 //! #[derive(Default)]
 //! struct MapStore(Mutex<HashMap<String, (Record, Instant)>>);
 //!
 //! impl MapStore {
-//!     fn live(map: &mut HashMap<String, (Record, Instant)>, key: &str) -> Option<Record> {
-//!         match map.get(key) {
+//!     fn live(map: &mut HashMap<String, (Record, Instant)>, key: &StoreKey) -> Option<Record> {
+//!         match map.get(key.as_str()) {
 //!             Some((record, expires)) if *expires > Instant::now() => Some(record.clone()),
 //!             _ => None,
 //!         }
@@ -32,57 +33,63 @@
 //!
 //! #[idempotent_runtime::async_trait]
 //! impl IdempotencyStore for MapStore {
-//!     async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+//!     async fn claim(&self, key: &StoreKey, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
 //!         let mut map = self.0.lock().map_err(|_| StoreError::new("lock poisoned"))?;
 //!         if let Some(record) = Self::live(&mut map, key) {
 //!             return Ok(ClaimOutcome::Existing(record));
 //!         }
 //!         let expires = Instant::now() + claim.lock_ttl;
-//!         map.insert(key.to_owned(), (claim.to_processing(), expires));
+//!         map.insert(key.to_string(), (claim.to_processing(), expires));
 //!         Ok(ClaimOutcome::Claimed)
 //!     }
 //!
 //!     async fn complete(
 //!         &self,
-//!         key: &str,
+//!         key: &StoreKey,
 //!         token: &Token,
-//!         response: &StoredResponse,
+//!         response: StoredResponse,
 //!         ttl: Duration,
 //!     ) -> Result<Fence, StoreError> {
 //!         let mut map = self.0.lock().map_err(|_| StoreError::new("lock poisoned"))?;
 //!         match Self::live(&mut map, key) {
 //!             Some(record) if !record.is_owned_by(token) => Ok(Fence::Refused),
 //!             _ => {
-//!                 let record = Record::Completed(response.clone());
-//!                 map.insert(key.to_owned(), (record, Instant::now() + ttl));
+//!                 let record = Record::Completed(Arc::new(response));
+//!                 map.insert(key.to_string(), (record, Instant::now() + ttl));
 //!                 Ok(Fence::Applied)
 //!             }
 //!         }
 //!     }
 //!
-//!     async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
+//!     async fn release(&self, key: &StoreKey, token: &Token) -> Result<Fence, StoreError> {
 //!         let mut map = self.0.lock().map_err(|_| StoreError::new("lock poisoned"))?;
 //!         match Self::live(&mut map, key) {
 //!             Some(record) if record.is_owned_by(token) => {
-//!                 map.remove(key);
+//!                 map.remove(key.as_str());
 //!                 Ok(Fence::Applied)
 //!             }
 //!             _ => Ok(Fence::Refused),
 //!         }
 //!     }
+//!
+//!     // `renew` is optional: without it, a PROCESSING record expires after `lock_ttl`
+//!     // whatever its handler is doing.
 //! }
 //!
 //! let idem = idempotent_runtime::Idempotency::new(MapStore::default());
 //! # drop(idem);
 //! ```
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use crate::record::{Record, StoredResponse, Token};
+pub use error::{StoreError, StoreErrorKind};
+pub use key::StoreKey;
 
+mod error;
+mod key;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -128,84 +135,16 @@ pub enum ClaimOutcome {
     Existing(Record),
 }
 
-/// Whether a fenced write ([`complete`](IdempotencyStore::complete) or
-/// [`release`](IdempotencyStore::release)) took effect.
+/// Whether a fenced write ([`complete`](IdempotencyStore::complete),
+/// [`release`](IdempotencyStore::release) or [`renew`](IdempotencyStore::renew)) took effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fence {
     /// The write happened.
     Applied,
-    /// The key belongs to another claim (or, for a release, holds no claim of ours); nothing
-    /// was changed.
+    /// The key belongs to another claim (or, for a release or a renewal, holds no claim of
+    /// ours); nothing was changed.
     Refused,
-}
-
-/// A store that could not answer: down, erroring, or holding a record it cannot decode.
-///
-/// The engine treats every `StoreError` (and a store call that misses its deadline) as an
-/// outage: with `fail_open = true` the handler runs and nothing is written; with
-/// `fail_open = false` the request is answered 503.
-#[derive(Debug)]
-pub struct StoreError {
-    message: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    indeterminate: bool,
-}
-
-impl StoreError {
-    /// An error with a message and no underlying cause.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            source: None,
-            indeterminate: false,
-        }
-    }
-
-    /// An error with a message and the underlying cause.
-    pub fn with_source(
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            message: message.into(),
-            source: Some(Box::new(source)),
-            indeterminate: false,
-        }
-    }
-
-    /// Mark the operation's outcome as unknown: it was sent, but its answer was lost (a
-    /// timeout, a connection dropped while waiting), so it may still take effect. For a
-    /// failed [`claim`](IdempotencyStore::claim) the engine then releases the claim, fenced
-    /// by its token, in the background, so that a claim landing late does not block the
-    /// key's retries until `lock_ttl`.
-    pub fn indeterminate(mut self) -> Self {
-        self.indeterminate = true;
-        self
-    }
-
-    /// Whether the operation may still have taken effect (see
-    /// [`indeterminate`](Self::indeterminate)).
-    pub fn is_indeterminate(&self) -> bool {
-        self.indeterminate
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(source) => write!(f, "{}: {}", self.message, source),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
 }
 
 /// A place to keep idempotency records, shared by every request (and, for a networked store,
@@ -219,19 +158,36 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// lifetime of `claim.lock_ttl` and return [`ClaimOutcome::Claimed`]; otherwise return
     /// the live record unchanged. A PROCESSING record older than its `lock_ttl` counts as
     /// absent.
-    async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError>;
+    async fn claim(&self, key: &StoreKey, claim: &Claim) -> Result<ClaimOutcome, StoreError>;
 
     /// Replace the PROCESSING record of `token` with the completed `response`, to live for
     /// `ttl`. Also write it when the key is absent (the lock expired and nobody claimed the
-    /// key since). Refuse when the key holds any other record.
+    /// key since). Refuse when the key holds any other record. A record over what the store
+    /// can hold is an error of kind [`StoreErrorKind::TooLarge`].
     async fn complete(
         &self,
-        key: &str,
+        key: &StoreKey,
         token: &Token,
-        response: &StoredResponse,
+        response: StoredResponse,
         ttl: Duration,
     ) -> Result<Fence, StoreError>;
 
     /// Delete the record under `key` only if it is the PROCESSING record of `token`.
-    async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError>;
+    async fn release(&self, key: &StoreKey, token: &Token) -> Result<Fence, StoreError>;
+
+    /// Extend the life of the PROCESSING record of `token` to `lock_ttl` from now, only if
+    /// the key still holds it. The engine calls this while a handler runs past half its
+    /// `lock_ttl`, so that a slow handler keeps its claim.
+    ///
+    /// The default answers [`StoreErrorKind::Unsupported`]: the engine then stops renewing,
+    /// and the record expires after `lock_ttl` (completion stays fenced by the token).
+    async fn renew(
+        &self,
+        key: &StoreKey,
+        token: &Token,
+        lock_ttl: Duration,
+    ) -> Result<Fence, StoreError> {
+        let _ = (key, token, lock_ttl);
+        Err(StoreError::unsupported("lease renewal"))
+    }
 }

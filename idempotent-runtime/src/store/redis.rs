@@ -66,6 +66,9 @@
 //!   expired and nobody claimed it since) or holds this claim's PROCESSING record;
 //!   otherwise refuse ([`Fence::Refused`]).
 //! - **release**: `DEL` only if the key holds this claim's PROCESSING record.
+//! - **renew** (lease renewal, while a handler runs past half its `lock_ttl`): `PEXPIRE key
+//!   lock_ttl` only if the key holds this claim's PROCESSING record: one `EVALSHA` per
+//!   renewal, none for a handler that finishes within half its `lock_ttl`.
 //!
 //! `SET` with both `NX` and `GET` needs Redis 7.0 or later; Redis 6.2 and earlier answer it
 //! with `ERR syntax error` and write nothing. On that answer the store makes the same claim
@@ -84,9 +87,11 @@
 //! it must start with exactly `{"state":"PROCESSING","token":"<token>"`, which the store
 //! builds from the claim's token as the record's JSON writes it (see [`crate::record`]).
 //! The token is a random 128-bit value, the closing quote ends it and a completed record
-//! starts with `{"statusCode"`, so only this claim's own PROCESSING record matches. No
-//! JSON is decoded, and no more of a (possibly large) completed record is read than the
-//! length of that prefix.
+//! starts with `{"statusCode"`, so only this claim's own PROCESSING record matches. The
+//! scripts read the value with `GETRANGE key 0 len-1`, the length of that prefix: no JSON
+//! is decoded, and no more of a (possibly large) completed record is read. (An empty range
+//! is an absent key or an empty value; complete tells them apart with `EXISTS`, so that it
+//! never overwrites a value that is not its own.)
 //!
 //! # Outages
 //!
@@ -127,7 +132,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
 
 use super::{
-    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoredResponse, Token,
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoreErrorKind, StoreKey,
+    StoredResponse, Token,
 };
 
 /// Connection settings of a [`RedisStore`] or [`RedisClusterStore`].
@@ -333,22 +339,31 @@ macro_rules! delegate_to_backend {
 
         #[async_trait]
         impl IdempotencyStore for $store {
-            async fn claim(&self, key: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-                self.backend.claim(key, claim).await
+            async fn claim(&self, key: &StoreKey, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+                self.backend.claim(key.as_str(), claim).await
             }
 
             async fn complete(
                 &self,
-                key: &str,
+                key: &StoreKey,
                 token: &Token,
-                response: &StoredResponse,
+                response: StoredResponse,
                 ttl: Duration,
             ) -> Result<Fence, StoreError> {
-                self.backend.complete(key, token, response, ttl).await
+                self.backend.complete(key.as_str(), token, response, ttl).await
             }
 
-            async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
-                self.backend.release(key, token).await
+            async fn release(&self, key: &StoreKey, token: &Token) -> Result<Fence, StoreError> {
+                self.backend.release(key.as_str(), token).await
+            }
+
+            async fn renew(
+                &self,
+                key: &StoreKey,
+                token: &Token,
+                lock_ttl: Duration,
+            ) -> Result<Fence, StoreError> {
+                self.backend.renew(key.as_str(), token, lock_ttl).await
             }
         }
     )*};
@@ -386,13 +401,15 @@ return false",
     )
 });
 
-/// Prepends `owned(v, p)`: whether `v` is the PROCESSING record of the claim whose record
-/// starts with `p` ([`Record::processing_prefix`] of its token).
-macro_rules! with_owned {
+/// Prepends `head(k, p)`: the first `#p` bytes of the value under `k` (`GETRANGE`, so no
+/// more of a large completed record is read), `""` when the key is absent or its value
+/// empty. The value is the PROCESSING record of the claim whose record starts with `p`
+/// ([`Record::processing_prefix`] of its token) exactly when `head(k, p) == p`.
+macro_rules! with_head {
     ($body:literal) => {
         concat!(
-            "local function owned(v, p)
-  return string.sub(v, 1, #p) == p
+            "local function head(k, p)
+  return redis.call('GETRANGE', k, 0, #p - 1)
 end
 ",
             $body
@@ -405,9 +422,13 @@ end
 static COMPLETE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         "complete",
-        with_owned!(
-            "local v = redis.call('GET', KEYS[1])
-if v and not owned(v, ARGV[1]) then return 0 end
+        with_head!(
+            "local v = head(KEYS[1], ARGV[1])
+if v == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+elseif v ~= ARGV[1] then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1"
         ),
@@ -419,10 +440,25 @@ return 1"
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         "release",
-        with_owned!(
-            "local v = redis.call('GET', KEYS[1])
-if v and owned(v, ARGV[1]) then
+        with_head!(
+            "if head(KEYS[1], ARGV[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0"
+        ),
+    )
+});
+
+/// `KEYS[1]` the store key, `ARGV[1]` the claim's PROCESSING prefix, `ARGV[2]` the new
+/// `lock_ttl` in ms. Returns 1 if the lease was extended, 0 if refused (the key no longer
+/// holds this claim: it completed, was released, expired or was taken over).
+static RENEW: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "renew",
+        with_head!(
+            "if head(KEYS[1], ARGV[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0"
@@ -490,7 +526,8 @@ where
                 Err(StoreError::with_source(
                     "redis: the value under the key is not an idempotency record",
                     e,
-                ))
+                )
+                .with_kind(StoreErrorKind::Undecodable))
             }
         }
     }
@@ -499,11 +536,11 @@ where
         &self,
         key: &str,
         token: &Token,
-        response: &StoredResponse,
+        response: StoredResponse,
         ttl: Duration,
     ) -> Result<Fence, StoreError> {
         let prefix = Record::processing_prefix(token);
-        let record = Record::Completed(response.clone()).to_json();
+        let record = Record::Completed(Arc::new(response)).to_json();
         let ttl = millis(ttl).to_string();
         self.fenced(
             &COMPLETE,
@@ -516,6 +553,18 @@ where
     async fn release(&self, key: &str, token: &Token) -> Result<Fence, StoreError> {
         let prefix = Record::processing_prefix(token);
         self.fenced(&RELEASE, key, &[prefix.as_bytes()]).await
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        token: &Token,
+        lock_ttl: Duration,
+    ) -> Result<Fence, StoreError> {
+        let prefix = Record::processing_prefix(token);
+        let lock_ttl = millis(lock_ttl).to_string();
+        self.fenced(&RENEW, key, &[prefix.as_bytes(), lock_ttl.as_bytes()])
+            .await
     }
 
     /// Run a fenced write's `script` (1 if applied, 0 if refused).
@@ -639,7 +688,7 @@ fn refuses_set_nx_get(e: &RedisError) -> bool {
 
 /// Load the scripts (on every node of a cluster), so that calls are one `EVALSHA` each.
 async fn load_scripts(conn: &mut impl ConnectionLike) -> Result<(), RedisError> {
-    for script in [&*CLAIM, &*COMPLETE, &*RELEASE] {
+    for script in [&*CLAIM, &*COMPLETE, &*RELEASE, &*RENEW] {
         let mut cmd = redis::cmd("SCRIPT");
         cmd.arg("LOAD").arg(script.source);
         cmd.query_async::<Value>(conn).await?;
@@ -706,16 +755,20 @@ mod tests {
 
     #[test]
     fn scripts_share_the_ownership_test() {
-        let owned = with_owned!("");
-        assert!(COMPLETE.source.starts_with(owned) && RELEASE.source.starts_with(owned));
-        // An exact prefix comparison: nothing is decoded, nothing searched.
-        assert!(owned.contains("string.sub(v, 1, #p) == p"), "{owned}");
-        for script in [&*CLAIM, &*COMPLETE, &*RELEASE] {
+        let head = with_head!("");
+        for script in [&*COMPLETE, &*RELEASE, &*RENEW] {
+            assert!(script.source.starts_with(head), "{}", script.name);
+            // Only the prefix's length is read: never the whole value.
+            assert!(!script.source.contains("'GET'"), "{}", script.name);
+        }
+        assert!(head.contains("'GETRANGE', k, 0, #p - 1"), "{head}");
+        for script in [&*CLAIM, &*COMPLETE, &*RELEASE, &*RENEW] {
             assert!(!script.source.contains("cjson"), "{}", script.name);
             assert!(!script.source.contains("string.find"), "{}", script.name);
         }
         assert_eq!(CLAIM.sha.len(), 40);
         assert_ne!(COMPLETE.sha, RELEASE.sha);
+        assert_ne!(RELEASE.sha, RENEW.sha);
     }
 
     /// A server's error reply, as the client library reads it off the wire.

@@ -1,8 +1,7 @@
-//! [`Idempotency`]: the store plus the settings every route shares, registered once as a layer.
+//! [`Idempotency`]: the app-wide handle, the store plus the settings every route shares.
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::HeaderName;
@@ -11,12 +10,14 @@ use http::request::Parts;
 use crate::metrics::Metrics;
 use crate::store::IdempotencyStore;
 use crate::store::memory::MemoryStore;
+use crate::throttle::{LogThrottle, Slots};
 
 type ScopeFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
-/// The idempotency store and the settings shared by every `#[idempotent]` route of an app.
+/// The idempotency store and the settings shared by every idempotent route of an app.
 ///
-/// Register it once, as a layer on the router; handlers find it in the request:
+/// With the attribute, register it once, as a layer on the router; `#[idempotent]` handlers
+/// find it in the request:
 ///
 /// ```
 /// use axum::{Router, routing::post};
@@ -32,8 +33,25 @@ type ScopeFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///     .layer(Idempotency::memory());
 /// ```
 ///
-/// Cloning is cheap (one `Arc`). A route whose app registered none answers 500 and logs an
-/// error that names this fix.
+/// A `#[idempotent]` route whose app registered none answers 500 and logs an error that
+/// names this fix. Without the attribute, [`layer`](Self::layer) makes the middleware that
+/// runs the protocol for a [`Policy`](crate::Policy); it holds the store itself, so nothing
+/// can be forgotten:
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use idempotent_runtime::{Idempotency, Policy};
+///
+/// async fn pay() -> &'static str {
+///     "paid"
+/// }
+///
+/// let idem = Idempotency::memory();
+/// let app: Router = Router::new()
+///     .route("/payments", post(pay).layer(idem.layer(Policy::new().key_prefix("payments"))));
+/// ```
+///
+/// Cloning is cheap (one `Arc`).
 #[derive(Clone)]
 pub struct Idempotency {
     pub(crate) inner: Arc<Inner>,
@@ -48,6 +66,10 @@ pub(crate) struct Inner {
     pub(crate) replay_headers: Arc<[HeaderName]>,
     pub(crate) scope: Option<Arc<ScopeFn>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// One outage warning per interval.
+    pub(crate) outage_log: Arc<LogThrottle>,
+    /// The background releases of claims that may land after their deadline.
+    pub(crate) late_releases: Arc<Slots>,
 }
 
 /// The default deadline of one store call.
@@ -56,6 +78,9 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(300);
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// The default limit on a response kept for replay.
 pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 1024 * 1024;
+
+/// At most one outage warning per this long.
+const OUTAGE_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Headers that are never replayed, even if listed: cookies and hop-by-hop headers.
 const NEVER_REPLAYED: [&str; 10] = [
@@ -98,6 +123,8 @@ impl Idempotency {
                 ]),
                 scope: None,
                 metrics: Arc::new(Metrics::default()),
+                outage_log: Arc::new(LogThrottle::new(OUTAGE_WARNING_INTERVAL)),
+                late_releases: Arc::new(Slots::default()),
             }),
         }
     }
@@ -199,42 +226,5 @@ impl fmt::Debug for Idempotency {
             .field("replay_headers", &self.inner.replay_headers)
             .field("scoped", &self.inner.scope.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-impl<S> tower_layer::Layer<S> for Idempotency {
-    type Service = IdempotencyService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        IdempotencyService {
-            inner,
-            idempotency: self.clone(),
-        }
-    }
-}
-
-/// The service of the [`Idempotency`] layer: it makes the store reachable from
-/// `#[idempotent]` handlers by putting it in the request's extensions.
-#[derive(Clone, Debug)]
-pub struct IdempotencyService<S> {
-    inner: S,
-    idempotency: Idempotency,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for IdempotencyService<S>
-where
-    S: tower_service::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        request.extensions_mut().insert(self.idempotency.clone());
-        self.inner.call(request)
     }
 }

@@ -1,0 +1,50 @@
+//! Store calls under the store deadline, and the fenced release every failure path uses.
+
+use std::future::Future;
+
+use crate::extract::IdempotencyClaim;
+use crate::idempotency::Inner;
+use crate::metrics::Metrics;
+use crate::store::{Fence, StoreError};
+
+/// A store call bounded by the store deadline. A call that misses it is an error whose
+/// outcome is unknown: it was sent and may still take effect.
+pub(super) async fn within_deadline<T>(
+    inner: &Inner,
+    what: &str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(inner.store_timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(
+                StoreError::new(format!("{what} timed out after {:?}", inner.store_timeout))
+                    .indeterminate(),
+            )
+        })
+}
+
+/// Delete our PROCESSING record so a retry runs again. Best effort: if the store cannot be
+/// reached, the record expires after `lock_ttl`.
+pub(super) async fn release(inner: &Inner, claim: &IdempotencyClaim) {
+    let released = within_deadline(
+        inner,
+        "releasing the key",
+        inner.store.release(&claim.key, &claim.token),
+    )
+    .await;
+    match released {
+        Ok(Fence::Applied) => {}
+        Ok(_) => {
+            Metrics::bump(&inner.metrics.fenced_writes);
+            tracing::warn!(
+                key_prefix = claim.key.prefix(),
+                "idempotency: not releasing the key: another request owns it now"
+            );
+        }
+        Err(error) => {
+            Metrics::bump(&inner.metrics.store_errors);
+            tracing::warn!(%error, key_prefix = claim.key.prefix(), "idempotency: releasing the key failed; it stays locked until lock_ttl");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Lease renewal: a handler that runs long keeps its claim.
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use super::call::within_deadline;
+use crate::extract::IdempotencyClaim;
+use crate::idempotency::Inner;
+use crate::metrics::Metrics;
+use crate::store::{Fence, StoreErrorKind};
+
+/// Run `work`; while it runs past half of `lock_ttl`, renew the claim's lease every half
+/// `lock_ttl`, fenced by its token, so that a retry does not find the key free and run the
+/// handler a second time. A handler that finishes within half its `lock_ttl` costs nothing:
+/// no timer is armed before `work` first returns pending.
+pub(super) async fn renewing<F: Future>(
+    inner: &Inner,
+    claim: &IdempotencyClaim,
+    lock_ttl: Duration,
+    work: F,
+) -> F::Output {
+    let mut work = pin!(work);
+    tokio::select! {
+        biased;
+        output = &mut work => return output,
+        () = keep(inner, claim, lock_ttl) => {}
+    }
+    work.await
+}
+
+/// Renew until the store refuses (the claim is no longer ours) or cannot renew at all;
+/// a failed renewal is tried again at the next tick (the lease may still be alive).
+async fn keep(inner: &Inner, claim: &IdempotencyClaim, lock_ttl: Duration) {
+    let every = lock_ttl / 2;
+    loop {
+        tokio::time::sleep(every).await;
+        let renewed = within_deadline(
+            inner,
+            "renewing the lease",
+            inner.store.renew(&claim.key, &claim.token, lock_ttl),
+        )
+        .await;
+        match renewed {
+            Ok(Fence::Applied) => Metrics::bump(&inner.metrics.lease_renewals),
+            Ok(_) => {
+                tracing::warn!(
+                    key_prefix = claim.key.prefix(),
+                    "idempotency: the lease of a running handler could not be renewed: its lock \
+                     expired and the key is no longer this request's; its response will not \
+                     be stored if another request claimed the key"
+                );
+                return;
+            }
+            Err(error) if error.kind() == StoreErrorKind::Unsupported => {
+                tracing::debug!(
+                    key_prefix = claim.key.prefix(),
+                    "idempotency: the store does not renew leases; the lock expires after lock_ttl"
+                );
+                return;
+            }
+            Err(error) => {
+                Metrics::bump(&inner.metrics.store_errors);
+                tracing::warn!(%error, key_prefix = claim.key.prefix(), "idempotency: renewing the lease of a running handler failed; trying again");
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The one state machine of the behaviour table: key, body, claim, run, complete or release.
+//!
+//! Both ways in, the attribute (`__private`) and the middleware (`layer`), call [`run`].
+
+mod body;
+mod call;
+mod detach;
+mod lease;
+mod reconcile;
+pub(crate) mod replay;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use futures_util::FutureExt as _;
+use tokio::time::Instant;
+
+use self::body::Collected;
+use self::call::{release, within_deadline};
+use crate::extract::{IdempotencyClaim, IdempotencyKey};
+use crate::fingerprint::fingerprint;
+use crate::idempotency::Inner;
+use crate::key::{self, KeyError};
+use crate::metrics::Metrics;
+use crate::policy::{OnConflict, PolicyRef};
+use crate::problem::{ProblemCode, problem, problem_retry_after};
+use crate::store::{
+    Claim, ClaimOutcome, Fence, Record, StoreError, StoreErrorKind, StoreKey, StoredResponse, Token,
+};
+
+/// The largest pause between two polls of a running duplicate (`on_conflict = "wait"`).
+const MAX_WAIT_BACKOFF: Duration = Duration::from_millis(250);
+/// The first pause between two polls of a running duplicate.
+const FIRST_WAIT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The claim this request holds on a key, and its request's fingerprint.
+struct Owner {
+    claim: IdempotencyClaim,
+    fingerprint: Option<String>,
+}
+
+/// One request on its way through the protocol: what it runs, under which settings.
+struct Job<H> {
+    inner: Arc<Inner>,
+    policy: PolicyRef,
+    request: Request,
+    handler: H,
+}
+
+/// Run `handler` (the user's extractors and body, or the wrapped service) for `request`
+/// under the protocol. The handler's own error is passed through, after the key is released.
+pub(crate) async fn run<H, Fut, E>(
+    inner: Arc<Inner>,
+    policy: PolicyRef,
+    request: Request,
+    handler: H,
+) -> Result<Response, E>
+where
+    H: FnOnce(Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Response, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let (mut parts, body) = request.into_parts();
+
+    // 1. The key.
+    let key = match key::from_headers(&parts.headers, &policy.header) {
+        Ok(key) => key.into_owned(),
+        Err(KeyError::Missing) if !policy.mandatory => {
+            let job = Job {
+                inner,
+                policy,
+                request: Request::from_parts(parts, body),
+                handler,
+            };
+            return job.execute(None).await;
+        }
+        Err(KeyError::Missing) => {
+            return Ok(problem(
+                ProblemCode::KeyMissing,
+                &format!(
+                    "Missing required idempotency header: {}",
+                    display_header(&policy.header)
+                ),
+            ));
+        }
+        Err(KeyError::Invalid(why)) => {
+            return Ok(problem(
+                ProblemCode::KeyInvalid,
+                &format!(
+                    "Invalid idempotency header {}: {why}",
+                    display_header(&policy.header)
+                ),
+            ));
+        }
+    };
+
+    // 2. The body.
+    let (body, fingerprint) = if policy.include_body {
+        match body::read_request(&parts.headers, body, inner.body_limit).await {
+            Ok(bytes) => {
+                let fp = fingerprint(&parts.headers, &bytes);
+                (Body::from(bytes), Some(fp))
+            }
+            Err(response) => return Ok(response),
+        }
+    } else {
+        (body, None)
+    };
+
+    // 3. The store.
+    let scope = inner.scope.as_ref().and_then(|scope| scope(&parts));
+    let store_key = StoreKey::new(&policy.key_prefix, scope.as_deref(), &key);
+    let wait_until = match policy.on_conflict {
+        OnConflict::Wait(max_wait) => Some(Instant::now() + max_wait),
+        OnConflict::Reject => None,
+    };
+    let mut backoff = FIRST_WAIT_BACKOFF;
+    let mut waited = false;
+    let mut claim = Claim::new(Token::generate(), fingerprint, policy.lock_ttl);
+    loop {
+        let outcome = within_deadline(&inner, "claim", inner.store.claim(&store_key, &claim)).await;
+        let record = match outcome {
+            Ok(ClaimOutcome::Claimed) => {
+                parts.extensions.insert(IdempotencyKey(key));
+                let claimed = IdempotencyClaim::new(store_key, claim.token);
+                parts.extensions.insert(claimed.clone());
+                let job = Job {
+                    inner,
+                    policy,
+                    request: Request::from_parts(parts, body),
+                    handler,
+                };
+                let owner = Owner {
+                    claim: claimed,
+                    fingerprint: claim.fingerprint,
+                };
+                return job.execute(Some(owner)).await;
+            }
+            Ok(ClaimOutcome::Existing(record)) => record,
+            Err(error) => {
+                if error.is_indeterminate() {
+                    // The claim may still land once the store answers: release it then.
+                    let late = IdempotencyClaim::new(store_key, claim.token);
+                    reconcile::release_late_claim(&inner, late, policy.lock_ttl);
+                }
+                parts.extensions.insert(IdempotencyKey(key));
+                let job = Job {
+                    inner,
+                    policy,
+                    request: Request::from_parts(parts, body),
+                    handler,
+                };
+                return job.outage(&error).await;
+            }
+        };
+        if differs(claim.fingerprint.as_deref(), record.fingerprint()) {
+            Metrics::bump(&inner.metrics.mismatches);
+            return Ok(problem(
+                ProblemCode::KeyReused,
+                &format!("Idempotency key '{key}' was already used with a different request body"),
+            ));
+        }
+        match record {
+            Record::Completed(stored) => {
+                Metrics::bump(&inner.metrics.replays);
+                return Ok(replay::replay(&stored));
+            }
+            Record::Processing { .. } => {
+                if let Some(until) = wait_until
+                    && Instant::now() + backoff < until
+                {
+                    if !waited {
+                        waited = true;
+                        Metrics::bump(&inner.metrics.waits);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_WAIT_BACKOFF);
+                    // A new claim: the last one may yet land after a lost answer.
+                    claim.token = Token::generate();
+                    continue;
+                }
+                Metrics::bump(&inner.metrics.conflicts);
+                return Ok(problem_retry_after(
+                    ProblemCode::RequestInProgress,
+                    &format!("A request with idempotency key '{key}' is still being processed"),
+                    1,
+                ));
+            }
+        }
+    }
+}
+
+impl<H, Fut, E> Job<H>
+where
+    H: FnOnce(Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Response, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    /// The store could not answer: run without idempotency, or refuse.
+    async fn outage(self, error: &StoreError) -> Result<Response, E> {
+        let inner = &self.inner;
+        Metrics::bump(&inner.metrics.store_errors);
+        let fail_open = self.policy.fail_open;
+        if let Some(suppressed) = inner.outage_log.permit() {
+            tracing::warn!(
+                key_prefix = &*self.policy.key_prefix,
+                fail_open,
+                suppressed,
+                error = %error,
+                kind = %error.kind(),
+                "idempotency store unavailable; {}",
+                if fail_open {
+                    "running the handler without idempotency (fail_open = true)"
+                } else {
+                    "answering 503 (fail_open = false)"
+                }
+            );
+        }
+        if fail_open {
+            Metrics::bump(&inner.metrics.fail_open_runs);
+            self.execute(None).await
+        } else {
+            Metrics::bump(&inner.metrics.fail_closed_rejections);
+            Ok(problem_retry_after(
+                ProblemCode::StoreUnavailable,
+                "The idempotency store is unavailable; retry later with the same key.",
+                1,
+            ))
+        }
+    }
+
+    /// Run the handler, detached from the connection and with its panics caught, whether
+    /// or not the request owns a claim; then complete or release the claim.
+    async fn execute(self, owner: Option<Owner>) -> Result<Response, E> {
+        let Job {
+            inner,
+            policy,
+            request,
+            handler,
+        } = self;
+        if owner.is_some() {
+            Metrics::bump(&inner.metrics.executions);
+        }
+        detach::Detached::new(async move {
+            let running = AssertUnwindSafe(handler(request)).catch_unwind();
+            let outcome = match &owner {
+                Some(owner) => {
+                    lease::renewing(&inner, &owner.claim, policy.lock_ttl, running).await
+                }
+                None => running.await,
+            };
+            let response = match outcome {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => {
+                    if let Some(owner) = &owner {
+                        release(&inner, &owner.claim).await;
+                    }
+                    return Err(error);
+                }
+                Err(_) => {
+                    tracing::error!(
+                        key_prefix = &*policy.key_prefix,
+                        "idempotency: the handler panicked"
+                    );
+                    if let Some(owner) = &owner {
+                        release(&inner, &owner.claim).await;
+                    }
+                    return Ok(problem(
+                        ProblemCode::HandlerPanicked,
+                        "The request handler failed.",
+                    ));
+                }
+            };
+            let Some(owner) = owner else {
+                return Ok(response);
+            };
+            if response.status().is_success() {
+                Ok(complete(&inner, &policy, owner, response).await)
+            } else {
+                release(&inner, &owner.claim).await;
+                Ok(response)
+            }
+        })
+        .await
+    }
+}
+
+/// Store a 2xx response for replay and return it.
+async fn complete(inner: &Inner, policy: &PolicyRef, owner: Owner, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = match body::collect_limited(body, inner.max_response_size).await {
+        Collected::Whole(bytes) => bytes,
+        Collected::TooLarge(body) => {
+            Metrics::bump(&inner.metrics.oversized_responses);
+            tracing::warn!(
+                key_prefix = &*policy.key_prefix,
+                limit = inner.max_response_size,
+                "idempotency: response too large to store; the key is released"
+            );
+            release(inner, &owner.claim).await;
+            return Response::from_parts(parts, body);
+        }
+        Collected::Failed(error) => {
+            tracing::error!(%error, key_prefix = &*policy.key_prefix, "idempotency: reading the handler's response body failed");
+            release(inner, &owner.claim).await;
+            return problem(
+                ProblemCode::ResponseBodyUnreadable,
+                "The response could not be read.",
+            );
+        }
+    };
+    let headers = replay::replayable_headers(&parts.headers, &inner.replay_headers);
+    let stored = StoredResponse::new(
+        parts.status,
+        Some(headers),
+        bytes.clone(),
+        owner.fingerprint,
+    )
+    .stored(SystemTime::now(), owner.claim.token.clone());
+    let written = within_deadline(
+        inner,
+        "storing the response",
+        inner
+            .store
+            .complete(&owner.claim.key, &owner.claim.token, stored, policy.ttl),
+    )
+    .await;
+    match written {
+        Ok(Fence::Applied) => {}
+        Ok(_) => {
+            Metrics::bump(&inner.metrics.fenced_writes);
+            tracing::warn!(
+                key_prefix = &*policy.key_prefix,
+                "idempotency: not storing the response: the key was claimed by another request \
+                 after this one's lock_ttl ran out"
+            );
+        }
+        Err(error) if error.kind() == StoreErrorKind::TooLarge => {
+            Metrics::bump(&inner.metrics.oversized_responses);
+            tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: the store cannot hold a record this large; the key is released");
+            release(inner, &owner.claim).await;
+        }
+        Err(error) => {
+            Metrics::bump(&inner.metrics.store_errors);
+            tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: storing the response failed");
+            release(inner, &owner.claim).await;
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn differs(ours: Option<&str>, theirs: Option<&str>) -> bool {
+    matches!((ours, theirs), (Some(a), Some(b)) if a != b)
+}
+
+/// `Idempotency-Key` for `idempotency-key`: header names as users write them.
+fn display_header(name: &http::HeaderName) -> String {
+    name.as_str()
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
