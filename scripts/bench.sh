@@ -45,8 +45,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 echo "building the server (release)" >&2
-cargo build --release --quiet --example loadbench_server
-SERVER_BIN="$TARGET_DIR/release/examples/loadbench_server"
+cargo build --release --quiet -p idempotent-bench --bin loadbench_server
+SERVER_BIN="$TARGET_DIR/release/loadbench_server"
 
 WORK=$(mktemp -d)
 SERVER_PID=""

@@ -290,5 +290,13 @@ async fn retry_storm_survives_pause_kill_and_restart() {
         tally.unanswered, 0,
         "every request is answered during the faults"
     );
-    assert!(after_pause < Duration::from_secs(5) && after_restart < Duration::from_secs(10));
+    // The behaviour under test: idempotency comes back by itself after each fault, without
+    // restarting the app. The store's reconnection backoff tops out at 500 ms (plus up to
+    // 100 % jitter), so it takes a second or two at most even under the storm; 10 s is the
+    // margin a loaded machine meets. The figures are printed above.
+    let resumes_within = Duration::from_secs(10);
+    assert!(
+        after_pause < resumes_within && after_restart < resumes_within,
+        "resumed {after_pause:?} after SIGCONT, {after_restart:?} after the restart"
+    );
 }

@@ -555,8 +555,13 @@ async fn thirty_two_requests_over_two_instances_run_the_handler_once() {
     ));
 }
 
+/// How soon idempotency must come back by itself once Redis is back. The store's
+/// reconnection backoff tops out at 500 ms (plus up to 100 % jitter), so it takes a second
+/// or two at most; the rest is margin for a loaded machine. How long it took is printed.
+const RESUMES_WITHIN: Duration = Duration::from_secs(10);
+
 /// Until a fresh key is stored through `app` and replayed: how long idempotency took to
-/// come back.
+/// come back. Fails the test past `RESUMES_WITHIN`.
 async fn time_to_resume(app: &App, since: Instant) -> Duration {
     for attempt in 0u64.. {
         let key = format!("resume-{attempt}");
@@ -566,8 +571,8 @@ async fn time_to_resume(app: &App, since: Instant) -> Duration {
             return since.elapsed();
         }
         assert!(
-            since.elapsed() < Duration::from_secs(10),
-            "idempotency did not resume within 10 s"
+            since.elapsed() < RESUMES_WITHIN,
+            "idempotency did not resume within {RESUMES_WITHIN:?}"
         );
     }
     unreachable!()
@@ -611,7 +616,13 @@ async fn during_outage(app: &App, label: &str) {
         assert_eq!(app.runs(), runs + 1, "fail_open = false runs nothing");
     }
     println!("redis {label}: slowest answer {slowest:?}");
-    assert!(slowest < Duration::from_millis(600), "{slowest:?}");
+    // The behaviour under test: during an outage every answer comes by the store deadline
+    // (the engine's, 300 ms by default) instead of hanging; the margin is for a loaded
+    // machine, and covers the HTTP round trip and the handler.
+    assert!(
+        slowest < idempotent_runtime::DEFAULT_STORE_TIMEOUT + Duration::from_secs(2),
+        "{slowest:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -623,9 +634,9 @@ async fn redis_killed_then_restarted_fails_open_or_closed_then_resumes() {
     during_outage(&app, "killed").await;
 
     redis.restart();
+    // Idempotency resumes by itself: time_to_resume fails the test past RESUMES_WITHIN.
     let resumed = time_to_resume(&app, Instant::now()).await;
     println!("redis restarted: idempotency resumed after {resumed:?}");
-    assert!(resumed < Duration::from_secs(2), "{resumed:?}");
     // Nothing was written for the requests that ran during the outage.
     assert_eq!(redis.get("idempotency:orders:killed-0"), None);
     let metrics = app.idem.metrics();
@@ -646,9 +657,9 @@ async fn redis_frozen_then_thawed_fails_open_or_closed_then_resumes_with_keys_fr
 
     redis.resume();
     let thawed = Instant::now();
+    // As above: resumes by itself, within RESUMES_WITHIN.
     let resumed = time_to_resume(&app, thawed).await;
     println!("redis thawed: idempotency resumed after {resumed:?}");
-    assert!(resumed < Duration::from_secs(1), "{resumed:?}");
     // The claims sent while Redis was frozen ran once it thawed; they were released, so
     // the keys are free: a retry runs the handler rather than meeting a 409.
     eventually(

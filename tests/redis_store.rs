@@ -760,7 +760,19 @@ async fn an_error_answer_to_a_claim_does_not_switch_claims_to_the_script() {
     assert_eq!(names(&seen), ["SET"], "still SET NX GET: {seen:#?}");
 }
 
-/// Claims fresh keys until one succeeds; returns how long that took.
+/// What a loaded machine may add on top of a deadline. A test that pins "fails within the
+/// deadline rather than hanging" allows this much more, so that a busy 2-core CI running the
+/// test late does not fail it; how long the call took is printed.
+const SLACK: Duration = Duration::from_secs(2);
+
+/// How soon the store must be usable again, by itself, once Redis is back. Its reconnection
+/// backoff tops out at `reconnect_max_delay` (500 ms, plus up to 100 % jitter), so it takes
+/// a second or two at most; the rest is margin for a loaded machine. How long it took is
+/// printed.
+const RESUMES_WITHIN: Duration = Duration::from_secs(10);
+
+/// Claims fresh keys until one succeeds; returns how long that took. Fails the test if the
+/// store has not resumed within `within`.
 async fn time_to_resume(store: &RedisStore, within: Duration) -> (Duration, usize) {
     let start = Instant::now();
     let mut failures = 0;
@@ -798,8 +810,13 @@ async fn connecting_to_nothing_fails_fast() {
     let elapsed = start.elapsed();
     let error = result.err().map(|e| e.to_string()).unwrap_or_default();
     println!("connect to a closed port: error after {elapsed:?}: {error}");
+    // Fails on the first attempt, with its cause, rather than retrying until the connect
+    // deadline (which would end in "no answer within"): the cause pins that. The bound only
+    // pins that it does not hang: the deadline, plus a margin a loaded machine meets.
     assert!(error.contains("refused"), "the cause is reported: {error}");
-    assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
+    let options = RedisOptions::default();
+    let deadline = options.connection_timeout + options.timeout;
+    assert!(elapsed < deadline + SLACK, "{elapsed:?}");
 
     let start = Instant::now();
     let result = RedisClusterStore::connect([url.as_str()]).await;
@@ -807,7 +824,10 @@ async fn connecting_to_nothing_fails_fast() {
     let error = result.err().map(|e| e.to_string()).unwrap_or_default();
     println!("cluster connect to a closed port: error after {elapsed:?}: {error}");
     assert!(!error.is_empty());
-    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+    // As above: the cause shows it failed at once rather than at the deadline; the bound
+    // pins only that it does not hang.
+    assert!(error.contains("refused"), "the cause is reported: {error}");
+    assert!(elapsed < deadline + SLACK, "{elapsed:?}");
 }
 
 #[tokio::test]
@@ -821,8 +841,11 @@ async fn connecting_to_a_frozen_server_fails_within_the_deadline() {
     println!("connect to a frozen server: error after {elapsed:?}: {error}");
     let options = RedisOptions::default();
     assert!(!error.is_empty());
+    // The behaviour under test: connecting fails by its deadline (`connection_timeout +
+    // timeout`) instead of hanging on a server that accepts but never answers; the margin
+    // is for a loaded machine.
     assert!(
-        elapsed < options.connection_timeout + options.timeout + Duration::from_millis(200),
+        elapsed < options.connection_timeout + options.timeout + SLACK,
         "{elapsed:?}"
     );
     server.resume();
@@ -859,16 +882,19 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
         assert!(result.is_err());
         slowest = slowest.max(elapsed);
     }
+    println!("killed: slowest failing claim {slowest:?} (timeout {timeout:?})");
+    // The behaviour under test: a call to a dead server fails within the store's timeout
+    // instead of hanging; the margin is for a loaded machine.
     assert!(
-        slowest < timeout + Duration::from_millis(200),
+        slowest < timeout + SLACK,
         "slowest failing claim: {slowest:?}"
     );
 
     // Recovery under traffic: claims run back to back from the restart on.
     server.restart();
-    let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
+    // The store resumes by itself: time_to_resume fails the test past RESUMES_WITHIN.
+    let (resumed, failures) = time_to_resume(&store, RESUMES_WITHIN).await;
     println!("killed: resumed {resumed:?} after the restart ({failures} failed claims meanwhile)");
-    assert!(resumed < Duration::from_secs(2), "{resumed:?}");
 
     // Recovery without traffic: a longer outage nobody asks about, then one call.
     server.kill();
@@ -881,11 +907,11 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
     // The outage has to last for a while (several reconnection attempts) for this case.
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.restart();
-    let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
+    // As above: resumes by itself, within RESUMES_WITHIN.
+    let (resumed, failures) = time_to_resume(&store, RESUMES_WITHIN).await;
     println!(
         "killed 2 s, idle: resumed {resumed:?} after the restart ({failures} failed claims meanwhile)"
     );
-    assert!(resumed < Duration::from_secs(2), "{resumed:?}");
 }
 
 #[tokio::test]
@@ -911,8 +937,11 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
             println!("SIGSTOP: claim failed after {elapsed:?}: {error}");
             assert!(!error.is_empty());
             assert!(indeterminate, "a claim sent but unanswered may still land");
+            // The behaviour under test: the call waits out its timeout (the lower bound)
+            // and then fails rather than hanging (the upper bound, with a margin for a
+            // loaded machine).
             assert!(
-                elapsed >= timeout && elapsed < timeout + Duration::from_millis(200),
+                elapsed >= timeout && elapsed < timeout + SLACK,
                 "{elapsed:?}"
             );
             let start = Instant::now();
@@ -923,11 +952,12 @@ async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
             assert!(result.is_err());
 
             server.resume();
-            let (resumed, failures) = time_to_resume(&store, Duration::from_secs(3)).await;
+            // The store resumes by itself once Redis thaws: time_to_resume fails the test
+            // past RESUMES_WITHIN.
+            let (resumed, failures) = time_to_resume(&store, RESUMES_WITHIN).await;
             println!(
                 "SIGCONT: resumed {resumed:?} after the thaw ({failures} failed claims meanwhile)"
             );
-            assert!(resumed < Duration::from_secs(1), "{resumed:?}");
             // The claim that timed out ran once Redis thawed: it holds the key until the
             // engine's fenced release (tested over HTTP) or lock_ttl.
             assert!(

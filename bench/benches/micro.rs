@@ -2,8 +2,8 @@
 //! the record codec and the in-memory store.
 //!
 //! ```text
-//! cargo bench --bench micro                 # all of them
-//! cargo bench --bench micro -- fingerprint  # one group
+//! cargo bench -p idempotent-bench --bench micro                 # all of them
+//! cargo bench -p idempotent-bench --bench micro -- fingerprint  # one group
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]

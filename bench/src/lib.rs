@@ -1,24 +1,18 @@
-//! The server that `scripts/bench.sh` drives: one order handler served bare, under
-//! `#[idempotent]` on the in-memory store and on Redis, and under the `axum-idempotent`
-//! crate (with the session layer it needs), so that every path runs the same handler.
-//!
-//! ```text
-//! BIND=127.0.0.1:3100 cargo run --release --example loadbench_server
-//! BIND=127.0.0.1:3100 REDIS_URL=redis://127.0.0.1:6390 cargo run --release --example loadbench_server
-//! ```
+//! The routes the benchmarks measure: one order handler served bare, under `#[idempotent]`
+//! on the in-memory store and on Redis, and under the `axum-idempotent` crate (with the
+//! session layer it needs), so that every path runs the same handler. The load server
+//! (`src/bin/loadbench_server.rs`, driven by `scripts/bench.sh`) serves them over HTTP;
+//! `benches/request.rs` sends requests to them in process.
 //!
 //! Routes (all `POST`, body `{"amount": <integer>}`, answer 201 `{"id": <n>, "amount": <amount>}`):
 //!
 //! - `/bare`: the handler alone, no idempotency.
 //! - `/memory`: `#[idempotent(key_prefix = "bench", include_body = true)]`, in-memory store.
-//! - `/redis`: the same on `Idempotency::redis(REDIS_URL)` (only when `REDIS_URL` is set).
+//! - `/redis`: the same on a Redis store (only when one is given).
 //! - `/peer`: the handler under `axum-idempotent` 0.6 in its `Idempotency-Key` header
 //!   mode, with a `ruts` session layer on its in-memory (moka) store and the cookie layer,
 //!   as its README sets it up. It caches only for a request that carries a session cookie
 //!   (`session=<22 base64url characters>`).
-//!
-//! Environment: `BIND` (default `127.0.0.1:3100`), `REDIS_URL` (optional), `WORKERS`
-//! (tokio worker threads, default: one per core). Prints one line when ready.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,7 +79,7 @@ fn peer_routes() -> Router<AppState> {
 }
 
 /// Every route: `/bare`, `/memory`, `/peer`, and `/redis` when a Redis store is given.
-pub(crate) fn app(redis: Option<Idempotency>) -> Router {
+pub fn app(redis: Option<Idempotency>) -> Router {
     let mut app = Router::new()
         .route("/bare", post(bare))
         .merge(
@@ -102,48 +96,4 @@ pub(crate) fn app(redis: Option<Idempotency>) -> Router {
         );
     }
     app.with_state(AppState::default())
-}
-
-async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(
-            Idempotency::redis(&url)
-                .await
-                .map_err(|e| format!("connecting to REDIS_URL={url}: {e}"))?,
-        ),
-        _ => None,
-    };
-    let stores = if redis.is_some() {
-        "memory, redis"
-    } else {
-        "memory"
-    };
-    let app = app(redis);
-    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3100".to_owned());
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .map_err(|e| format!("binding {bind}: {e}"))?;
-    println!(
-        "loadbench server ready on {} (stores: {stores})",
-        listener.local_addr()?
-    );
-    axum::serve(listener, app).await?;
-    Ok(())
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(workers) = std::env::var("WORKERS")
-        .ok()
-        .and_then(|w| w.parse::<usize>().ok())
-    {
-        runtime.worker_threads(workers);
-    }
-    runtime.build()?.block_on(serve())
 }

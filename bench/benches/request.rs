@@ -5,7 +5,7 @@
 //! what a profiler should look at.
 //!
 //! ```text
-//! cargo bench --bench request
+//! cargo bench -p idempotent-bench --bench request
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -20,13 +20,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
-/// The load benchmark's server: the same routes and handler.
-#[allow(dead_code)]
-#[path = "../examples/loadbench_server.rs"]
-mod server;
-
+/// The load benchmark's routes and handler.
 fn app() -> Router {
-    server::app(None)
+    idempotent_bench::app(None)
 }
 
 /// The request every path gets, as the load benchmark sends it.
