@@ -22,6 +22,9 @@ use idempotent_runtime::{Idempotency, Policy, idempotent};
 use serde::Deserialize;
 use serde_json::json;
 
+#[path = "shared/store.rs"]
+mod store;
+
 #[derive(Clone, Default)]
 pub(crate) struct AppState {
     ids: Arc<AtomicU64>,
@@ -146,15 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let (idempotency, store) = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => (
-            Idempotency::redis(&url)
-                .await
-                .map_err(|e| format!("connecting to REDIS_URL={url}: {e}"))?,
-            "redis",
-        ),
-        _ => (Idempotency::memory(), "memory"),
-    };
+    let (idempotency, store) = store::from_env().await?;
     let orders_delay =
         match std::env::var("ORDERS_DELAY_MS") {
             Ok(ms) if !ms.is_empty() => Some(Duration::from_millis(ms.parse().map_err(|e| {

@@ -23,7 +23,10 @@ const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// The store key whose string form is `key`.
-#[expect(clippy::expect_used, reason = "the tests name their keys in the store key form")]
+#[expect(
+    clippy::expect_used,
+    reason = "the tests name their keys in the store key form"
+)]
 fn sk(key: &str) -> StoreKey {
     StoreKey::parse(key).expect("a store key")
 }
