@@ -71,17 +71,24 @@ pub fn is_compact_json(body: &[u8]) -> bool {
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
+#[expect(
+    clippy::expect_used,
+    reason = "a 32-byte digest is exactly 64 hex digits, and hex digits are ASCII"
+)]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let mut out = [0u8; 64];
-    // A 32-byte digest always fits 64 hex digits.
-    let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut out);
-    // Hex digits are ASCII.
+    hex::encode_to_slice(Sha256::digest(bytes), &mut out)
+        .expect("a 32-byte digest fills 64 hex digits exactly");
     std::str::from_utf8(&out)
-        .map(str::to_owned)
-        .unwrap_or_default()
+        .expect("hex digits are ASCII, hence UTF-8")
+        .to_owned()
 }
 
 /// Whether the `Content-Type` is `application/json` or `*/*+json` (parameters ignored).
+///
+/// A structured-syntax suffix needs a subtype before it (RFC 6838 §4.2.8): `application/+json`
+/// has an empty subtype name, is not a valid media type, and is not JSON here (its body is
+/// hashed as raw bytes). The type and subtype are compared without regard to case.
 pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(http::header::CONTENT_TYPE)
@@ -203,9 +210,23 @@ mod tests {
         let text = json_headers("text/plain");
         assert_eq!(fingerprint(&text, b"[1, 2]"), sha256_hex(b"[1, 2]"));
         assert!(!is_json(&json_headers("application/jsonx")));
-        assert!(
-            !is_json(&json_headers("application/+json"))
-                || is_json(&json_headers("application/+json"))
+        // A suffix without a subtype name is not a media type.
+        assert!(!is_json(&json_headers("application/+json")));
+        assert_eq!(
+            fingerprint(&json_headers("application/+json"), b"[1, 2]"),
+            sha256_hex(b"[1, 2]")
         );
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+            "application/problem+JSON",
+            "text/json",
+        ] {
+            assert!(is_json(&json_headers(json)), "{json}");
+        }
+        for other in ["application/json-seq", "json", "", "application/x+jsonx"] {
+            assert!(!is_json(&json_headers(other)), "{other}");
+        }
     }
 }

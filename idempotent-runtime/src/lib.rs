@@ -1,4 +1,5 @@
-//! Make an axum handler safe to retry with one attribute.
+//! Make an axum handler safe to retry with one attribute, or any tower service with one
+//! layer.
 //!
 //! ```
 //! use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::post};
@@ -34,32 +35,43 @@
 //! this layer are RFC 9457 `application/problem+json` with a machine-readable `code` (see
 //! [`problem::ProblemCode`]).
 //!
-//! # What the attribute generates
+//! # Without the macro
 //!
-//! `#[idempotent]` keeps the function an ordinary axum handler, routed as before. It moves
-//! the body into an inner function and takes the whole request, so the key is checked and
-//! the body hashed before any extractor consumes it. Roughly:
+//! The same protocol is middleware: [`Idempotency::layer`] with a [`Policy`] (the
+//! attribute's options as a value) wraps one route, a nested router, or a proxy in front of
+//! another service (`examples/gateway.rs`). Same responses, same records, same metrics; the
+//! layer holds the store, so a route cannot be left without one:
 //!
-//! ```ignore
-//! fn create_order<S, M>(input: Input<S, M>) -> impl Future<Output = Response>
-//! where
-//!     State<Db>: FromRequestParts<S>,
-//!     Json<NewOrder>: FromRequest<S, M>,
-//! {
-//!     async fn create_order(State(db): State<Db>, Json(req): Json<NewOrder>) -> impl IntoResponse {
-//!         /* your body, unchanged */
-//!     }
-//!     static OPTIONS: Options = /* the attribute's options, checked at compile time */;
-//!     run(input, &OPTIONS, |request, state| async move {
-//!         // run the extractors on `request`, then call the inner function
-//!     })
+//! ```
+//! use axum::{Router, http::StatusCode, routing::post};
+//! use idempotent_runtime::{Idempotency, Policy};
+//!
+//! async fn refund() -> (StatusCode, &'static str) {
+//!     (StatusCode::CREATED, "refunded")
 //! }
+//!
+//! let idem = Idempotency::memory();
+//! let refunds = Policy::new().key_prefix("refunds").include_body(true);
+//! let app: Router = Router::new().route("/refunds", post(refund).layer(idem.layer(refunds)));
+//! # drop(app);
 //! ```
 //!
-//! `run` reads the key (400 if missing or malformed), reads and hashes the body when
-//! `include_body = true` (413 over the limit), claims the key, and only then runs the
-//! extractors and the body, detached from the connection (polled in place, and moved onto a task of its own if the client goes away). A generic handler keeps its own type
-//! parameters first and is routed as `post(handler::<MyRepo, _, _>)`.
+//! The attribute's documentation ([`idempotent`]) shows the two side by side: what the
+//! attribute generates is this layer around one handler, with its options checked at
+//! compile time.
+//!
+//! # What a handler can see
+//!
+//! [`IdempotencyKey`] (the key, unquoted) and [`IdempotencyClaim`] (the store key and the
+//! token of the claim the handler runs under) are extractors, on both paths.
+//!
+//! # Slow handlers
+//!
+//! A handler that runs past half its `lock_ttl` keeps its claim: the engine renews the
+//! PROCESSING record's lease every half `lock_ttl`, fenced by the claim's token, so a retry
+//! meets 409 rather than a second run. `lock_ttl` only matters when the owner dies. A store
+//! that cannot renew ([`store::IdempotencyStore::renew`]'s default) keeps the lock for
+//! `lock_ttl`, and a late completion stays fenced.
 //!
 //! # Stores
 //!
