@@ -31,8 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use idempotent_runtime::{Idempotency, Policy};
 
-#[path = "shared/store.rs"]
-mod store;
+#[path = "shared/mod.rs"]
+mod shared;
 
 /// Where requests go, and the client that takes them there.
 #[derive(Clone)]
@@ -132,11 +132,7 @@ pub(crate) fn app(idempotency: &Idempotency, upstream: Upstream, lock_ttl: Durat
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    shared::init_tracing();
 
     let upstream = match std::env::var("UPSTREAM") {
         Ok(url) if !url.is_empty() => url,
@@ -150,7 +146,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if lock_ttl < Duration::from_millis(1) {
         return Err(format!("LOCK_TTL={lock_ttl:?} must be at least 1ms").into());
     }
-    let (idempotency, store) = store::from_env().await?;
+    let (idempotency, store) = shared::store_from_env().await?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await

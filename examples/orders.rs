@@ -22,8 +22,8 @@ use idempotent_runtime::{Idempotency, Policy, idempotent};
 use serde::Deserialize;
 use serde_json::json;
 
-#[path = "shared/store.rs"]
-mod store;
+#[path = "shared/mod.rs"]
+mod shared;
 
 #[derive(Clone, Default)]
 pub(crate) struct AppState {
@@ -38,6 +38,20 @@ pub(crate) struct AppState {
 impl AppState {
     fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// 201 `{"id", "amount"}` for a positive amount, else 400 (which is not stored).
+    fn created(&self, amount: i64) -> (StatusCode, Json<serde_json::Value>) {
+        if amount <= 0 {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "amount must be positive" })),
+            );
+        }
+        (
+            StatusCode::CREATED,
+            Json(json!({ "id": self.next_id(), "amount": amount })),
+        )
     }
 }
 
@@ -60,17 +74,7 @@ async fn create_order(
     if let Some(delay) = state.orders_delay {
         tokio::time::sleep(delay).await;
     }
-    if req.amount <= 0 {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "amount must be positive" })),
-        );
-    }
-    let id = state.next_id();
-    (
-        StatusCode::CREATED,
-        Json(json!({ "id": id, "amount": req.amount })),
-    )
+    state.created(req.amount)
 }
 
 #[idempotent(key_prefix = "payments", mandatory = true)]
@@ -96,17 +100,7 @@ async fn create_refund(
     Json(req): Json<NewRefund>,
 ) -> impl IntoResponse {
     state.refunds.fetch_add(1, Ordering::SeqCst);
-    if req.amount <= 0 {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "amount must be positive" })),
-        );
-    }
-    let id = state.next_id();
-    (
-        StatusCode::CREATED,
-        Json(json!({ "id": id, "amount": req.amount })),
-    )
+    state.created(req.amount)
 }
 
 /// How many times each handler body ran. Routes this build does not serve count zero.
@@ -143,13 +137,9 @@ pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    shared::init_tracing();
 
-    let (idempotency, store) = store::from_env().await?;
+    let (idempotency, store) = shared::store_from_env().await?;
     let orders_delay =
         match std::env::var("ORDERS_DELAY_MS") {
             Ok(ms) if !ms.is_empty() => Some(Duration::from_millis(ms.parse().map_err(|e| {

@@ -1,5 +1,6 @@
-//! Every row of the README's behaviour table on the in-memory store, over real HTTP, on both
-//! paths: `#[idempotent]` and the middleware with a `Policy` (see `both_paths!` below).
+//! Every row of the README's behaviour table over real HTTP, on every store (memory, and
+//! Redis on a private `redis-server`) and on both paths: `#[idempotent]` and the middleware
+//! with a `Policy` (see `every_store_and_path!` below).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
 
@@ -10,7 +11,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use idempotent_runtime::store::memory::MemoryStore;
 use idempotent_runtime::store::{
     Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoreKey, StoredResponse,
     Token,
@@ -18,6 +18,7 @@ use idempotent_runtime::store::{
 use idempotent_runtime::{Idempotency, async_trait};
 use serde_json::{Value, json};
 use support::app::{Server, client, eventually, problem_code};
+use support::backend::{Backend, Store};
 use support::orders::{AppState, Path, routes};
 
 struct Harness {
@@ -37,12 +38,10 @@ impl Harness {
         }
     }
 
-    async fn memory(path: Path) -> (Harness, MemoryStore) {
-        let store = MemoryStore::new();
-        (
-            Harness::new(Idempotency::new(store.clone()), path).await,
-            store,
-        )
+    /// The test service on a fresh store of kind `store`, reached by `path`.
+    async fn start(path: Path, store: Store) -> (Harness, Backend) {
+        let backend = Backend::start(store).await;
+        (Harness::new(backend.idempotency(), path).await, backend)
     }
 
     fn runs(&self) -> usize {
@@ -66,8 +65,8 @@ async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
 }
 
-async fn new_key_runs_once_and_retries_replay_the_stored_response(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn new_key_runs_once_and_retries_replay_the_stored_response(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let first = h.send("/orders", Some("k-1"), json!({"note": "a"})).await;
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
@@ -96,8 +95,8 @@ async fn new_key_runs_once_and_retries_replay_the_stored_response(path: Path) {
     assert!(stored.fingerprint.as_deref().is_some_and(|f| f.len() == 64));
 }
 
-async fn json_whitespace_does_not_change_the_fingerprint(path: Path) {
-    let (h, _) = Harness::memory(path).await;
+async fn json_whitespace_does_not_change_the_fingerprint(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
     let compact = h
         .http
         .post(h.server.url("/orders"))
@@ -122,8 +121,8 @@ async fn json_whitespace_does_not_change_the_fingerprint(path: Path) {
     assert_eq!(h.runs(), 1);
 }
 
-async fn same_key_with_a_different_body_is_422(path: Path) {
-    let (h, _) = Harness::memory(path).await;
+async fn same_key_with_a_different_body_is_422(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
     assert_eq!(
         h.send("/orders", Some("k-2"), json!({"note": "a"}))
             .await
@@ -140,8 +139,8 @@ async fn same_key_with_a_different_body_is_422(path: Path) {
     assert_eq!(h.runs(), 1);
 }
 
-async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let (status, code, detail) = problem_code(h.send("/orders", None, json!({})).await).await;
     assert_eq!((status, code.as_str()), (400, "idempotency_key_missing"));
     assert_eq!(
@@ -158,8 +157,8 @@ async fn missing_key_on_a_mandatory_route_is_400_and_runs_nothing(path: Path) {
     assert!(store.is_empty());
 }
 
-async fn configured_header_name_is_the_one_read(path: Path) {
-    let (h, _) = Harness::memory(path).await;
+async fn configured_header_name_is_the_one_read(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
     let send = || {
         h.http
             .post(h.server.url("/billing"))
@@ -175,8 +174,8 @@ async fn configured_header_name_is_the_one_read(path: Path) {
     assert_eq!(h.runs(), 1);
 }
 
-async fn missing_key_on_an_optional_route_runs_the_handler_every_time(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn missing_key_on_an_optional_route_runs_the_handler_every_time(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     for _ in 0..2 {
         assert_eq!(h.send("/optional", None, json!({})).await.status(), 201);
     }
@@ -184,8 +183,8 @@ async fn missing_key_on_an_optional_route_runs_the_handler_every_time(path: Path
     assert!(store.is_empty());
 }
 
-async fn malformed_keys_are_400_and_run_nothing(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn malformed_keys_are_400_and_run_nothing(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let long = "k".repeat(256);
     let quoted_long = format!("\"{long}\"");
     let bad: Vec<&[u8]> = vec![
@@ -222,8 +221,8 @@ async fn malformed_keys_are_400_and_run_nothing(path: Path) {
     assert!(store.is_empty());
 }
 
-async fn a_quoted_key_is_the_bare_key(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn a_quoted_key_is_the_bare_key(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let max = "q".repeat(255);
     assert_eq!(
         h.send("/orders", Some("\"abc\""), json!({})).await.status(),
@@ -247,8 +246,8 @@ async fn a_quoted_key_is_the_bare_key(path: Path) {
     assert_eq!(h.runs(), 3);
 }
 
-async fn a_non_2xx_answer_releases_the_key(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn a_non_2xx_answer_releases_the_key(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let failed = h.send("/orders", Some("k-3"), json!({"status": 400})).await;
     assert_eq!(failed.status(), 400);
     assert!(store.get("idempotency:orders:k-3").is_none());
@@ -258,8 +257,11 @@ async fn a_non_2xx_answer_releases_the_key(path: Path) {
     assert_eq!(h.runs(), 2);
 }
 
-async fn an_extractor_rejection_releases_the_key_and_does_not_run_the_body(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn an_extractor_rejection_releases_the_key_and_does_not_run_the_body(
+    path: Path,
+    kind: Store,
+) {
+    let (h, store) = Harness::start(path, kind).await;
     let rejected = h
         .http
         .post(h.server.url("/orders"))
@@ -274,8 +276,8 @@ async fn an_extractor_rejection_releases_the_key_and_does_not_run_the_body(path:
     assert!(store.get("idempotency:orders:k-4").is_none());
 }
 
-async fn a_panicking_handler_is_500_and_releases_the_key(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn a_panicking_handler_is_500_and_releases_the_key(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let (status, code, _) =
         problem_code(h.send("/orders", Some("k-5"), json!({"panic": true})).await).await;
     assert_eq!(
@@ -289,8 +291,8 @@ async fn a_panicking_handler_is_500_and_releases_the_key(path: Path) {
     assert_eq!(h.runs(), 2);
 }
 
-async fn thirty_two_concurrent_requests_run_the_handler_exactly_once(path: Path) {
-    let (h, _) = Harness::memory(path).await;
+async fn thirty_two_concurrent_requests_run_the_handler_exactly_once(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
     let h = Arc::new(h);
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..32 {
@@ -332,8 +334,8 @@ async fn thirty_two_concurrent_requests_run_the_handler_exactly_once(path: Path)
     assert_eq!(h.runs(), 1);
 }
 
-async fn in_progress_with_a_different_body_is_422(path: Path) {
-    let (h, _) = Harness::memory(path).await;
+async fn in_progress_with_a_different_body_is_422(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
     let h = Arc::new(h);
     let first = {
         let h = h.clone();
@@ -355,8 +357,8 @@ async fn in_progress_with_a_different_body_is_422(path: Path) {
     assert_eq!(h.runs(), 1);
 }
 
-async fn a_client_that_disconnects_does_not_cut_the_handler_short(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn a_client_that_disconnects_does_not_cut_the_handler_short(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let h = Arc::new(h);
     let request = {
         let h = h.clone();
@@ -383,8 +385,8 @@ async fn a_client_that_disconnects_does_not_cut_the_handler_short(path: Path) {
     assert_eq!(h.runs(), 1);
 }
 
-async fn a_record_without_fingerprint_replays_whatever_the_body(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn a_record_without_fingerprint_replays_whatever_the_body(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     // Written with include_body = false: any body replays.
     assert_eq!(
         h.send("/unhashed", Some("u-1"), json!({"note": "a"}))
@@ -399,6 +401,7 @@ async fn a_record_without_fingerprint_replays_whatever_the_body(path: Path) {
     // Written by Spring without includeBody (no fingerprint, no headers): replayed as JSON.
     let spring = StoredResponse::new(StatusCode::OK, None, bytes_of(r#"{"from":"spring"}"#), None);
     let fence = store
+        .store()
         .complete(
             &StoreKey::new("orders", None, "spring-1"),
             &Token::generate(),
@@ -422,9 +425,9 @@ fn bytes_of(text: &'static str) -> axum::body::Bytes {
     axum::body::Bytes::from_static(text.as_bytes())
 }
 
-async fn body_over_the_limit_is_413_after_the_key_check(path: Path) {
-    let store = MemoryStore::new();
-    let h = Harness::new(Idempotency::new(store.clone()).body_limit(1024), path).await;
+async fn body_over_the_limit_is_413_after_the_key_check(path: Path, kind: Store) {
+    let store = Backend::start(kind).await;
+    let h = Harness::new(store.idempotency().body_limit(1024), path).await;
     let big = json!({"note": "x".repeat(4096)});
     // The key is checked first.
     let (status, _, _) = problem_code(h.send("/orders", None, big.clone()).await).await;
@@ -449,9 +452,9 @@ async fn body_over_the_limit_is_413_after_the_key_check(path: Path) {
     assert!(store.is_empty());
 }
 
-async fn a_response_over_the_storage_limit_is_returned_but_not_stored(path: Path) {
-    let store = MemoryStore::new();
-    let idem = Idempotency::new(store.clone()).max_response_size(100);
+async fn a_response_over_the_storage_limit_is_returned_but_not_stored(path: Path, kind: Store) {
+    let store = Backend::start(kind).await;
+    let idem = store.idempotency().max_response_size(100);
     let h = Harness::new(idem.clone(), path).await;
     let first = h.send("/orders", Some("huge"), json!({"pad": 1000})).await;
     assert_eq!(first.status(), 201);
@@ -470,9 +473,9 @@ async fn a_response_over_the_storage_limit_is_returned_but_not_stored(path: Path
     assert_eq!(idem.metrics().oversized_responses, 2);
 }
 
-async fn tenants_never_see_each_others_responses(path: Path) {
-    let store = MemoryStore::new();
-    let idem = Idempotency::new(store.clone()).scope(|parts| {
+async fn tenants_never_see_each_others_responses(path: Path, kind: Store) {
+    let store = Backend::start(kind).await;
+    let idem = store.idempotency().scope(|parts| {
         parts
             .headers
             .get("x-tenant")
@@ -511,10 +514,11 @@ async fn an_app_without_a_store_answers_500_naming_the_fix() {
     assert_eq!(state.probe.runs(), 0);
 }
 
-async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced(path: Path) {
+async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced(path: Path, kind: Store) {
     // A store that cannot renew leases: the lock of a running handler expires after lock_ttl
     // (on a store that renews, see `a_handler_running_past_its_lock_ttl_keeps_its_claim`).
-    let store = FaultyStore::default();
+    let backend = Backend::start(kind).await;
+    let store = FaultyStore::over(&backend);
     let idem = Idempotency::new(store.clone());
     let h = Arc::new(Harness::new(idem.clone(), path).await);
     let first = {
@@ -549,9 +553,9 @@ async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced(path: Path) {
     assert_ne!(replay, old);
 }
 
-async fn waiting_duplicates_replay_the_first_response(path: Path) {
-    let store = MemoryStore::new();
-    let idem = Idempotency::new(store);
+async fn waiting_duplicates_replay_the_first_response(path: Path, kind: Store) {
+    let store = Backend::start(kind).await;
+    let idem = store.idempotency();
     let h = Arc::new(Harness::new(idem.clone(), path).await);
     let first = {
         let h = h.clone();
@@ -590,8 +594,8 @@ async fn waiting_duplicates_replay_the_first_response(path: Path) {
     assert_eq!(h.runs(), 1);
 }
 
-async fn a_wait_that_runs_out_is_409(path: Path) {
-    let (h, _) = Harness::memory(path).await;
+async fn a_wait_that_runs_out_is_409(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
     let h = Arc::new(h);
     let first = {
         let h = h.clone();
@@ -612,10 +616,10 @@ async fn a_wait_that_runs_out_is_409(path: Path) {
     assert_eq!(h.runs(), 1);
 }
 
-/// A store a test can take down or hang, wrapping a memory store.
-#[derive(Clone, Default)]
+/// A store a test can take down or hang, wrapping the store under test.
+#[derive(Clone)]
 struct FaultyStore {
-    inner: MemoryStore,
+    inner: Arc<dyn IdempotencyStore>,
     mode: Arc<AtomicU8>,
 }
 
@@ -624,6 +628,13 @@ const DOWN: u8 = 1;
 const HUNG: u8 = 2;
 
 impl FaultyStore {
+    fn over(backend: &Backend) -> FaultyStore {
+        FaultyStore {
+            inner: backend.store(),
+            mode: Arc::default(),
+        }
+    }
+
     async fn fault(&self) -> Result<(), StoreError> {
         match self.mode.load(Ordering::SeqCst) {
             DOWN => Err(StoreError::new("connection refused")),
@@ -656,8 +667,9 @@ impl IdempotencyStore for FaultyStore {
     }
 }
 
-async fn store_outage_fails_open_or_closed_per_route(path: Path) {
-    let store = FaultyStore::default();
+async fn store_outage_fails_open_or_closed_per_route(path: Path, kind: Store) {
+    let backend = Backend::start(kind).await;
+    let store = FaultyStore::over(&backend);
     let idem = Idempotency::new(store.clone()).store_timeout(Duration::from_millis(100));
     let h = Harness::new(idem.clone(), path).await;
     for mode in [DOWN, HUNG] {
@@ -677,10 +689,7 @@ async fn store_outage_fails_open_or_closed_per_route(path: Path) {
         );
         assert_eq!(h.runs(), before + 1);
     }
-    assert!(
-        store.inner.is_empty(),
-        "nothing is written during an outage"
-    );
+    assert!(backend.is_empty(), "nothing is written during an outage");
     let metrics = idem.metrics();
     assert_eq!(
         (metrics.fail_open_runs, metrics.fail_closed_rejections),
@@ -698,11 +707,11 @@ async fn store_outage_fails_open_or_closed_per_route(path: Path) {
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 }
 
-async fn a_handler_running_past_its_lock_ttl_keeps_its_claim(path: Path) {
+async fn a_handler_running_past_its_lock_ttl_keeps_its_claim(path: Path, kind: Store) {
     // The memory store renews leases: the running handler's lock (300 ms) is extended every
     // 150 ms, so a retry long after the first lock_ttl still finds the key taken.
-    let store = MemoryStore::new();
-    let idem = Idempotency::new(store.clone());
+    let store = Backend::start(kind).await;
+    let idem = store.idempotency();
     let h = Arc::new(Harness::new(idem.clone(), path).await);
     let first = {
         let h = h.clone();
@@ -738,8 +747,8 @@ async fn a_handler_running_past_its_lock_ttl_keeps_its_claim(path: Path) {
     assert_eq!(idem.metrics().fenced_writes, 0);
 }
 
-async fn the_handler_can_extract_its_key_and_the_claim_it_runs_under(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn the_handler_can_extract_its_key_and_the_claim_it_runs_under(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
     let told = json_of(h.send("/told", Some("\"who\""), json!({})).await).await;
     assert_eq!(told["key"], "who");
     assert_eq!(told["store_key"], "idempotency:told:who");
@@ -756,8 +765,11 @@ async fn the_handler_can_extract_its_key_and_the_claim_it_runs_under(path: Path)
     assert_eq!(told, json!({"key": null, "store_key": null, "token": null}));
 }
 
-async fn a_handler_without_a_key_on_an_optional_route_is_still_caught_when_it_panics(path: Path) {
-    let (h, store) = Harness::memory(path).await;
+async fn a_handler_without_a_key_on_an_optional_route_is_still_caught_when_it_panics(
+    path: Path,
+    kind: Store,
+) {
+    let (h, store) = Harness::start(path, kind).await;
     let (status, code, _) =
         problem_code(h.send("/optional", None, json!({"panic": true})).await).await;
     assert_eq!(
@@ -770,8 +782,9 @@ async fn a_handler_without_a_key_on_an_optional_route_is_still_caught_when_it_pa
 
 async fn a_handler_without_a_key_on_an_optional_route_runs_to_the_end_when_the_client_goes(
     path: Path,
+    kind: Store,
 ) {
-    let (h, _) = Harness::memory(path).await;
+    let (h, _store) = Harness::start(path, kind).await;
     let h = Arc::new(h);
     let request = {
         let h = h.clone();
@@ -790,29 +803,28 @@ async fn a_handler_without_a_key_on_an_optional_route_runs_to_the_end_when_the_c
     .await;
 }
 
-/// Each test above, once through `#[idempotent]` and once through the middleware.
-macro_rules! both_paths {
+/// Each test above on every store, once through `#[idempotent]` and once through the
+/// middleware.
+macro_rules! every_store_and_path {
     ($($name:ident),* $(,)?) => {
-        mod by_macro {
+        every_store_and_path!(@on memory_by_macro, Memory, Macro; $($name),*);
+        every_store_and_path!(@on memory_by_layer, Memory, Layer; $($name),*);
+        every_store_and_path!(@on redis_by_macro, Redis, Macro; $($name),*);
+        every_store_and_path!(@on redis_by_layer, Redis, Layer; $($name),*);
+    };
+    (@on $module:ident, $store:ident, $path:ident; $($name:ident),*) => {
+        mod $module {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::Path::Macro).await
-                }
-            )*
-        }
-        mod by_layer {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Path::Layer).await
+                    super::$name(super::Path::$path, super::Store::$store).await
                 }
             )*
         }
     };
 }
 
-both_paths!(
+every_store_and_path!(
     new_key_runs_once_and_retries_replay_the_stored_response,
     json_whitespace_does_not_change_the_fingerprint,
     same_key_with_a_different_body_is_422,

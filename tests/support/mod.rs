@@ -2,5 +2,6 @@
 //! Shared helpers for the behaviour tests.
 
 pub mod app;
+pub mod backend;
 pub mod orders;
 pub mod redis;
