@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use idempotent_runtime::fingerprint::sha256_hex;
 use idempotent_runtime::store::{
     Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreError, StoreKey, StoredResponse,
     Token,
@@ -59,6 +60,38 @@ impl Harness {
     async fn send(&self, path: &str, key: Option<&str>, body: Value) -> reqwest::Response {
         self.post(path, key, &body).send().await.expect("request")
     }
+}
+
+impl Harness {
+    /// A keyed `GET` (or `HEAD`) of `path`, with the given `If-None-Match`.
+    async fn read(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        if_none_match: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, self.server.url(path))
+            .header("Idempotency-Key", key);
+        if let Some(tags) = if_none_match {
+            request = request.header("If-None-Match", tags);
+        }
+        request.send().await.expect("request")
+    }
+
+    async fn get(&self, path: &str, key: &str, if_none_match: Option<&str>) -> reqwest::Response {
+        self.read(reqwest::Method::GET, path, key, if_none_match)
+            .await
+    }
+}
+
+fn header<'r>(response: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().expect("an ASCII header"))
 }
 
 async fn json_of(response: reqwest::Response) -> Value {
@@ -803,6 +836,153 @@ async fn a_handler_without_a_key_on_an_optional_route_runs_to_the_end_when_the_c
     .await;
 }
 
+async fn a_keyed_read_carries_an_etag_cache_control_and_vary_and_replays_them(
+    path: Path,
+    kind: Store,
+) {
+    let (h, _store) = Harness::start(path, kind).await;
+    let first = h.get("/reports/q1", "r-1", None).await;
+    assert_eq!(first.status(), 200);
+    let etag = header(&first, "etag").expect("an ETag").to_owned();
+    assert_eq!(header(&first, "cache-control"), Some("max-age=3600"));
+    assert_eq!(header(&first, "vary"), Some("idempotency-key"));
+    let body = first.bytes().await.unwrap();
+    // A strong tag from the SHA-256 of the body.
+    assert_eq!(etag, format!("\"{}\"", sha256_hex(&body)));
+
+    let replay = h.get("/reports/q1", "r-1", None).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(header(&replay, "idempotent-replayed"), Some("true"));
+    assert_eq!(header(&replay, "etag"), Some(etag.as_str()));
+    assert_eq!(header(&replay, "cache-control"), Some("max-age=3600"));
+    assert_eq!(header(&replay, "vary"), Some("idempotency-key"));
+    assert_eq!(replay.bytes().await.unwrap(), body);
+    assert_eq!(h.runs(), 1);
+}
+
+async fn a_matching_if_none_match_is_304_and_runs_nothing(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
+    let first = h.get("/reports/q2", "r-2", None).await;
+    let etag = header(&first, "etag").unwrap().to_owned();
+    let opaque = etag.trim_matches('"').to_owned();
+    for matching in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+        format!(" W/\"x\" ,, W/{etag} "),
+        "*".to_owned(),
+    ] {
+        let revalidated = h.get("/reports/q2", "r-2", Some(&matching)).await;
+        assert_eq!(revalidated.status(), 304, "If-None-Match: {matching}");
+        assert_eq!(header(&revalidated, "etag"), Some(etag.as_str()));
+        assert_eq!(header(&revalidated, "cache-control"), Some("max-age=3600"));
+        assert_eq!(header(&revalidated, "vary"), Some("idempotency-key"));
+        assert_eq!(header(&revalidated, "idempotent-replayed"), Some("true"));
+        assert!(revalidated.bytes().await.unwrap().is_empty());
+    }
+    for other in [
+        "\"nope\"".to_owned(),
+        format!("\"{}\"", opaque.to_uppercase()),
+        "not a tag".to_owned(),
+    ] {
+        let full = h.get("/reports/q2", "r-2", Some(&other)).await;
+        assert_eq!(full.status(), 200, "If-None-Match: {other}");
+        assert_eq!(header(&full, "idempotent-replayed"), Some("true"));
+        assert!(!full.bytes().await.unwrap().is_empty());
+    }
+    assert_eq!(h.runs(), 1);
+}
+
+async fn a_first_run_is_answered_304_when_the_tag_it_makes_matches(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
+    let first = h.get("/reports/q3", "r-3", Some("*")).await;
+    assert_eq!(first.status(), 304, "`*` matches the response just made");
+    assert!(header(&first, "etag").is_some());
+    assert!(
+        header(&first, "idempotent-replayed").is_none(),
+        "the handler ran"
+    );
+    assert!(first.bytes().await.unwrap().is_empty());
+    // The response was stored all the same.
+    let replay = h.get("/reports/q3", "r-3", None).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(json_of(replay).await["report"], "q3");
+    assert_eq!(h.runs(), 1);
+}
+
+async fn head_answers_like_get_without_a_body_through_the_same_record(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
+    let head = h
+        .read(reqwest::Method::HEAD, "/reports/q4", "r-4", None)
+        .await;
+    assert_eq!(head.status(), 200);
+    let etag = header(&head, "etag").expect("an ETag").to_owned();
+    assert_eq!(header(&head, "vary"), Some("idempotency-key"));
+    assert!(head.bytes().await.unwrap().is_empty());
+    let get = h.get("/reports/q4", "r-4", None).await;
+    assert_eq!(header(&get, "idempotent-replayed"), Some("true"));
+    assert_eq!(header(&get, "etag"), Some(etag.as_str()));
+    assert_eq!(json_of(get).await["report"], "q4");
+    let revalidated = h
+        .read(reqwest::Method::HEAD, "/reports/q4", "r-4", Some(&etag))
+        .await;
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(h.runs(), 1);
+}
+
+async fn the_handlers_own_etag_and_cache_control_are_kept(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
+    let first = h.get("/reports/q5?tagged", "r-5", None).await;
+    assert_eq!(header(&first, "etag"), Some("W/\"own-tag\""));
+    assert_eq!(header(&first, "cache-control"), Some("private, max-age=5"));
+    let revalidated = h
+        .get("/reports/q5?tagged", "r-5", Some("\"own-tag\""))
+        .await;
+    assert_eq!(revalidated.status(), 304, "weak comparison");
+    assert_eq!(header(&revalidated, "etag"), Some("W/\"own-tag\""));
+    assert_eq!(
+        header(&revalidated, "cache-control"),
+        Some("private, max-age=5")
+    );
+    assert_eq!(h.runs(), 1);
+}
+
+async fn routes_without_the_options_get_no_etag_or_vary(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
+    for _ in 0..2 {
+        let response = h.send("/orders", Some("plain-1"), json!({})).await;
+        assert_eq!(response.status(), 201);
+        for name in ["etag", "vary", "cache-control"] {
+            assert!(
+                header(&response, name).is_none(),
+                "{name} on a POST route without the options"
+            );
+        }
+    }
+}
+
+async fn a_record_stored_without_a_tag_gets_one_on_replay(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
+    // Written by the Spring aspect: no headers, no ETag.
+    let spring = StoredResponse::new(StatusCode::OK, None, bytes_of(r#"{"report":"old"}"#), None);
+    store
+        .store()
+        .complete(
+            &StoreKey::new("reports", None, "spring-r"),
+            &Token::generate(),
+            spring,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let replay = h.get("/reports/old", "spring-r", None).await;
+    let expected = format!("\"{}\"", sha256_hex(br#"{"report":"old"}"#));
+    assert_eq!(header(&replay, "etag"), Some(expected.as_str()));
+    let revalidated = h.get("/reports/old", "spring-r", Some(&expected)).await;
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(h.runs(), 0);
+}
+
 /// Each test above on every store, once through `#[idempotent]` and once through the
 /// middleware.
 macro_rules! every_store_and_path {
@@ -825,6 +1005,13 @@ macro_rules! every_store_and_path {
 }
 
 every_store_and_path!(
+    a_keyed_read_carries_an_etag_cache_control_and_vary_and_replays_them,
+    a_matching_if_none_match_is_304_and_runs_nothing,
+    a_first_run_is_answered_304_when_the_tag_it_makes_matches,
+    head_answers_like_get_without_a_body_through_the_same_record,
+    the_handlers_own_etag_and_cache_control_are_kept,
+    routes_without_the_options_get_no_etag_or_vary,
+    a_record_stored_without_a_tag_gets_one_on_replay,
     new_key_runs_once_and_retries_replay_the_stored_response,
     json_whitespace_does_not_change_the_fingerprint,
     same_key_with_a_different_body_is_422,

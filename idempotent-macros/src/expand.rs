@@ -193,8 +193,14 @@ fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
         mandatory,
         fail_open,
         on_conflict,
+        cache_control,
+        etag,
         krate: _,
     } = options;
+    let cache_control = match cache_control {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    };
     let ttl = duration(*ttl);
     let lock_ttl = duration(*lock_ttl);
     let on_conflict = match on_conflict {
@@ -214,6 +220,8 @@ fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
             mandatory: #mandatory,
             fail_open: #fail_open,
             on_conflict: #on_conflict,
+            cache_control: #cache_control,
+            etag: #etag,
         })
     }
 }
@@ -262,7 +270,7 @@ mod tests {
             "State < Db > : :: idempotent_runtime :: __private :: FromRequestParts < __IdemS > ,",
             "Json < NewOrder > : :: idempotent_runtime :: __private :: FromRequest < __IdemS , __IdemM > ,",
             "async fn create_order (State (db) : State < Db > , Json (req) : Json < NewOrder >) -> impl IntoResponse",
-            ":: idempotent_runtime :: __private :: policy (:: idempotent_runtime :: __private :: PolicyFields { key_prefix : \"orders\" , header : \"idempotency-key\" , ttl : :: core :: time :: Duration :: from_millis (86400000) , lock_ttl : :: core :: time :: Duration :: from_millis (60000) , include_body : true , mandatory : true , fail_open : true , on_conflict : :: idempotent_runtime :: __private :: OnConflict :: Reject , })",
+            ":: idempotent_runtime :: __private :: policy (:: idempotent_runtime :: __private :: PolicyFields { key_prefix : \"orders\" , header : \"idempotency-key\" , ttl : :: core :: time :: Duration :: from_millis (86400000) , lock_ttl : :: core :: time :: Duration :: from_millis (60000) , include_body : true , mandatory : true , fail_open : true , on_conflict : :: idempotent_runtime :: __private :: OnConflict :: Reject , cache_control : :: core :: option :: Option :: None , etag : false , })",
             "create_order (__arg0 , __arg1) . await",
         ] {
             assert!(

@@ -25,6 +25,8 @@ mod kw {
     syn::custom_keyword!(fail_open);
     syn::custom_keyword!(on_conflict);
     syn::custom_keyword!(max_wait);
+    syn::custom_keyword!(cache_control);
+    syn::custom_keyword!(etag);
 }
 
 /// Every option name, in the order the documentation lists them.
@@ -39,6 +41,8 @@ const OPTION_NAMES: &[&str] = &[
     "fail_open",
     "on_conflict",
     "max_wait",
+    "cache_control",
+    "etag",
     "crate",
 ];
 
@@ -73,6 +77,10 @@ pub(crate) struct Options {
     pub(crate) fail_open: bool,
     /// What a duplicate of a request still running gets.
     pub(crate) on_conflict: OnConflict,
+    /// The `Cache-Control` of 2xx and 304 answers, a valid header value.
+    pub(crate) cache_control: Option<String>,
+    /// Whether stored responses get an `ETag` and `If-None-Match` is answered 304.
+    pub(crate) etag: bool,
     /// The path of the runtime crate.
     pub(crate) krate: syn::Path,
 }
@@ -114,6 +122,8 @@ struct Args {
     fail_open: Option<Setting<kw::fail_open, bool>>,
     on_conflict: Option<Setting<kw::on_conflict, bool>>,
     max_wait: Option<Setting<kw::max_wait, Millis>>,
+    cache_control: Option<Setting<kw::cache_control, String>>,
+    etag: Option<Setting<kw::etag, bool>>,
     krate: Option<Setting<Token![crate], syn::Path>>,
     /// Every mistake found so far; none of them stops the parsing.
     errors: Errors,
@@ -151,6 +161,10 @@ impl Parse for Args {
                 assign(input, &mut args.on_conflict, errors, on_conflict_waits)?;
             } else if lookahead.peek(kw::max_wait) {
                 assign(input, &mut args.max_wait, errors, duration_string)?;
+            } else if lookahead.peek(kw::cache_control) {
+                assign(input, &mut args.cache_control, errors, cache_control)?;
+            } else if lookahead.peek(kw::etag) {
+                assign(input, &mut args.etag, errors, boolean)?;
             } else if lookahead.peek(Token![crate]) {
                 assign(input, &mut args.krate, errors, crate_path)?;
             } else if input.peek(Ident::peek_any) {
@@ -311,6 +325,9 @@ impl Args {
                 OnConflict::Reject
             }
         };
+        let cache_control = self.cache_control.and_then(|setting| setting.value);
+        // An ETag is what makes a cached copy revalidate cheaply: on by default with caching.
+        let etag = value_or(self.etag, cache_control.is_some());
         errors.finish(Options {
             key_prefix: value_or(self.key_prefix, String::new()),
             header: value_or(self.header, DEFAULT_HEADER.to_owned()),
@@ -320,6 +337,8 @@ impl Args {
             mandatory: value_or(self.mandatory, true),
             fail_open: value_or(self.fail_open, true),
             on_conflict,
+            cache_control,
+            etag,
             krate: value_or(self.krate, syn::parse_quote!(::idempotent_runtime)),
         })
     }
@@ -445,6 +464,37 @@ fn on_conflict_waits(name: &str, value: &Expr) -> syn::Result<bool> {
                 format!("unknown `on_conflict` {other:?}: expected \"reject\" or \"wait\"{hint}"),
             ))
         }
+    }
+}
+
+/// `cache_control`: a valid, non-empty header value.
+fn cache_control(name: &str, value: &Expr) -> syn::Result<String> {
+    let lit = string(
+        name,
+        value,
+        r#"a `Cache-Control` header value as a string, e.g. `cache_control = "max-age=3600"`"#,
+    )?;
+    let text = lit.value();
+    if text.trim().is_empty() {
+        return Err(syn::Error::new(
+            lit.span(),
+            r#"`cache_control` must not be empty; e.g. `cache_control = "max-age=3600"`"#,
+        ));
+    }
+    match http::HeaderValue::from_str(&text) {
+        Ok(_)
+            if text
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) =>
+        {
+            Ok(text)
+        }
+        _ => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`cache_control` is not a valid header value: {text:?}; it must be printable ASCII, e.g. \"max-age=3600, public\""
+            ),
+        )),
     }
 }
 

@@ -84,6 +84,7 @@
 #[doc(hidden)]
 pub mod __private;
 mod engine;
+mod etag;
 mod extract;
 pub mod fingerprint;
 mod idempotency;

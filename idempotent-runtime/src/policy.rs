@@ -5,7 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 
 /// What a duplicate of a request that is still running gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,11 @@ pub struct Policy {
     pub fail_open: bool,
     /// What a duplicate of a request still running gets.
     pub on_conflict: OnConflict,
+    /// The `Cache-Control` of 2xx and 304 answers, unless the handler set one.
+    pub cache_control: Option<HeaderValue>,
+    /// Whether a stored 2xx response gets a strong `ETag` (unless the handler set one) and a
+    /// request whose `If-None-Match` matches it is answered 304.
+    pub etag: bool,
 }
 
 /// The default `ttl`: one hour.
@@ -92,7 +97,28 @@ impl Policy {
             mandatory: true,
             fail_open: true,
             on_conflict: OnConflict::Reject,
+            cache_control: None,
+            etag: false,
         }
+    }
+
+    /// The `Cache-Control` of 2xx and 304 answers (unless the handler set one), for keyed
+    /// reads that browsers and shared caches may keep. Also turns [`etag`](Self::etag) on, as
+    /// the attribute's `cache_control` does; call `.etag(false)` after it to turn it off.
+    pub fn cache_control(mut self, value: HeaderValue) -> Self {
+        self.cache_control = Some(value);
+        self.etag = true;
+        self
+    }
+
+    /// Whether a stored 2xx response gets a strong `ETag` from the SHA-256 of its body
+    /// (unless the handler set one), on the first answer and on every replay, and a request
+    /// whose `If-None-Match` matches it (weak comparison, `*` matching any) is answered
+    /// `304 Not Modified` without running the handler (default `false`; `true` once
+    /// [`cache_control`](Self::cache_control) is set).
+    pub fn etag(mut self, etag: bool) -> Self {
+        self.etag = etag;
+        self
     }
 
     /// The prefix of the store key, `idempotency:{key_prefix}:{key}`.
@@ -187,6 +213,8 @@ impl Policy {
             mandatory,
             fail_open,
             on_conflict,
+            cache_control,
+            etag,
         } = fields;
         Self {
             key_prefix: Cow::Borrowed(key_prefix),
@@ -197,6 +225,11 @@ impl Policy {
             mandatory,
             fail_open,
             on_conflict,
+            cache_control: match cache_control {
+                Some(value) => Some(HeaderValue::from_static(value)),
+                None => None,
+            },
+            etag,
         }
     }
 }
@@ -215,6 +248,9 @@ pub struct PolicyFields {
     pub mandatory: bool,
     pub fail_open: bool,
     pub on_conflict: OnConflict,
+    /// A valid header value.
+    pub cache_control: Option<&'static str>,
+    pub etag: bool,
 }
 
 fn at_least_a_millisecond(option: &str, value: Duration) -> Duration {
@@ -260,6 +296,10 @@ mod tests {
         assert!(policy.mandatory);
         assert!(policy.fail_open);
         assert_eq!(policy.on_conflict, OnConflict::Reject);
+        assert_eq!((policy.cache_control, policy.etag), (None, false));
+        let cached = Policy::new().cache_control(HeaderValue::from_static("max-age=60"));
+        assert!(cached.etag, "caching turns ETags on");
+        assert!(!cached.etag(false).etag);
     }
 
     #[test]

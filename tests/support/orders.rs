@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
+use axum::extract::{Path as UrlPath, RawQuery};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::time::Duration;
 
@@ -127,10 +129,52 @@ pub async fn told_by_macro(
     told(key, claim).await
 }
 
+/// A keyed read: `{"report": name, "id": n}`; with `?tagged` the handler sets its own
+/// `ETag` and `Cache-Control`.
+async fn report(state: &AppState, name: String, tagged: bool) -> Response {
+    state.probe.enter();
+    let id = state.ids.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut response = Json(json!({ "report": name, "id": id })).into_response();
+    if tagged {
+        let headers = response.headers_mut();
+        headers.insert("etag", HeaderValue::from_static("W/\"own-tag\""));
+        headers.insert(
+            "cache-control",
+            HeaderValue::from_static("private, max-age=5"),
+        );
+    }
+    response
+}
+
+#[idempotent(key_prefix = "reports", cache_control = "max-age=3600")]
+pub async fn reports_by_macro(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    report(&state, name, query.as_deref() == Some("tagged")).await
+}
+
+async fn reports_plain(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    report(&state, name, query.as_deref() == Some("tagged")).await
+}
+
+/// The policy of `/reports/{name}`, as its attribute says.
+pub fn reports_policy() -> Policy {
+    Policy::new()
+        .key_prefix("reports")
+        .cache_control(HeaderValue::from_static("max-age=3600"))
+}
+
 /// Every route, each with the options its name says.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/told", post(told_by_macro))
+        .route("/reports/{name}", get(reports_by_macro))
         .route("/orders", post(orders))
         .route("/optional", post(optional))
         .route("/unhashed", post(unhashed))
@@ -202,10 +246,15 @@ pub fn policies() -> Vec<(&'static str, Policy)> {
 /// The routes of [`routes`], each a plain handler under the middleware with its policy.
 pub fn layered_routes(idem: &Idempotency) -> Router<AppState> {
     let told_policy = Policy::new().key_prefix("told").mandatory(false);
-    policies().into_iter().fold(
-        Router::new().route("/told", post(told).layer(idem.layer(told_policy))),
-        |router, (path, policy)| router.route(path, post(plain).layer(idem.layer(policy))),
-    )
+    let base = Router::new()
+        .route("/told", post(told).layer(idem.layer(told_policy)))
+        .route(
+            "/reports/{name}",
+            get(reports_plain).layer(idem.layer(reports_policy())),
+        );
+    policies().into_iter().fold(base, |router, (path, policy)| {
+        router.route(path, post(plain).layer(idem.layer(policy)))
+    })
 }
 
 /// Which way the protocol reaches the handler.

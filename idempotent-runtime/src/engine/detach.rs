@@ -79,7 +79,8 @@ mod tests {
         });
         // Polled once in place, then dropped while it waits.
         let mut detached = Box::pin(detached);
-        assert!(futures_util::poll!(detached.as_mut()).is_pending());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(detached.as_mut().poll(&mut cx).is_pending());
         drop(detached);
         gate.notify_one();
         finished.await.expect("the detached future ran to its end");

@@ -38,10 +38,12 @@ const MAX_WAIT_BACKOFF: Duration = Duration::from_millis(250);
 /// The first pause between two polls of a running duplicate.
 const FIRST_WAIT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// The claim this request holds on a key, and its request's fingerprint.
+/// The claim this request holds on a key, its request's fingerprint, and what HTTP caching
+/// asks of its answer.
 struct Owner {
     claim: IdempotencyClaim,
     fingerprint: Option<String>,
+    caching: Option<replay::Caching>,
 }
 
 /// One request on its way through the protocol: what it runs, under which settings.
@@ -121,6 +123,7 @@ where
     };
     let mut backoff = FIRST_WAIT_BACKOFF;
     let mut waited = false;
+    let caching = replay::Caching::of(&policy, &parts);
     let mut claim = Claim::new(Token::generate(), fingerprint, policy.lock_ttl);
     loop {
         let outcome = within_deadline(&inner, "claim", inner.store.claim(&store_key, &claim)).await;
@@ -138,6 +141,7 @@ where
                 let owner = Owner {
                     claim: claimed,
                     fingerprint: claim.fingerprint,
+                    caching,
                 };
                 return job.execute(Some(owner)).await;
             }
@@ -168,7 +172,7 @@ where
         match record {
             Record::Completed(stored) => {
                 Metrics::bump(&inner.metrics.replays);
-                return Ok(replay::replay(&stored));
+                return Ok(replay::replay(&stored, caching.as_ref()));
             }
             Record::Processing { .. } => {
                 if let Some(until) = wait_until
@@ -292,7 +296,7 @@ where
 
 /// Store a 2xx response for replay and return it.
 async fn complete(inner: &Inner, policy: &PolicyRef, owner: Owner, response: Response) -> Response {
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     let bytes = match body::collect_limited(body, inner.max_response_size).await {
         Collected::Whole(bytes) => bytes,
         Collected::TooLarge(body) => {
@@ -314,6 +318,9 @@ async fn complete(inner: &Inner, policy: &PolicyRef, owner: Owner, response: Res
             );
         }
     };
+    if let Some(caching) = &owner.caching {
+        caching.before_storing(&mut parts.headers, &bytes);
+    }
     let headers = replay::replayable_headers(&parts.headers, &inner.replay_headers);
     let stored = StoredResponse::new(
         parts.status,
@@ -351,7 +358,11 @@ async fn complete(inner: &Inner, policy: &PolicyRef, owner: Owner, response: Res
             release(inner, &owner.claim).await;
         }
     }
-    Response::from_parts(parts, Body::from(bytes))
+    let response = Response::from_parts(parts, Body::from(bytes));
+    match &owner.caching {
+        Some(caching) => caching.answer_fresh(response),
+        None => response,
+    }
 }
 
 fn differs(ours: Option<&str>, theirs: Option<&str>) -> bool {
