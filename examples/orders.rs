@@ -1,5 +1,6 @@
-//! The orders service: three routes under `#[idempotent]`, one under the middleware with a
-//! `Policy` (no macro), and a plain stats route.
+//! The orders service: routes under `#[idempotent]` (orders, payments, notifications, and a
+//! cacheable keyed read, reports), one under the middleware with a `Policy` (refunds, no
+//! macro), and a plain stats route.
 //!
 //! ```text
 //! cargo run --example orders                                  # in-memory store
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -32,6 +33,7 @@ pub(crate) struct AppState {
     payments: Arc<AtomicU64>,
     notifications: Arc<AtomicU64>,
     refunds: Arc<AtomicU64>,
+    reports: Arc<AtomicU64>,
     orders_delay: Option<Duration>,
 }
 
@@ -103,6 +105,19 @@ async fn create_refund(
     state.created(req.amount)
 }
 
+/// A keyed read that browsers and shared caches may keep for an hour: the first answer
+/// carries an `ETag`, and a revalidation with `If-None-Match` is answered 304 from the record
+/// without running this body.
+#[idempotent(
+    key_prefix = "reports",
+    mandatory = true,
+    cache_control = "max-age=3600"
+)]
+async fn get_report(State(state): State<AppState>, Path(name): Path<String>) -> impl IntoResponse {
+    state.reports.fetch_add(1, Ordering::SeqCst);
+    Json(json!({ "report": name, "id": state.next_id() }))
+}
+
 /// How many times each handler body ran. Routes this build does not serve count zero.
 async fn stats(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({
@@ -111,7 +126,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         "notifications": state.notifications.load(Ordering::SeqCst),
         "refunds": state.refunds.load(Ordering::SeqCst),
         "transfers": 0,
-        "reports": 0,
+        "reports": state.reports.load(Ordering::SeqCst),
         "charges": 0,
     }))
 }
@@ -130,6 +145,7 @@ pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
             "/refunds",
             post(create_refund).layer(idempotency.layer(refunds)),
         )
+        .route("/reports/{name}", get(get_report))
         .route("/stats", get(stats))
         .layer(idempotency)
         .with_state(state)

@@ -168,3 +168,32 @@ async fn refunds_run_the_same_protocol_without_the_macro() {
     }
     assert_eq!(stats(&server).await["refunds"], 3);
 }
+
+#[tokio::test]
+async fn reports_are_cacheable_keyed_reads() {
+    let server = start().await;
+    let http = client();
+    let get = |key: &'static str, if_none_match: Option<String>| {
+        let mut request = http
+            .get(server.url("/reports/daily"))
+            .header("Idempotency-Key", key);
+        if let Some(tag) = if_none_match {
+            request = request.header("If-None-Match", tag);
+        }
+        request.send()
+    };
+    let first = get("rep-1", None).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "max-age=3600");
+    assert_eq!(first.headers()["vary"], "idempotency-key");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["report"], "daily");
+    assert!(body["id"].is_u64());
+    let not_modified = get("rep-1", Some(etag)).await.unwrap();
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.headers()["idempotent-replayed"], "true");
+    let missing = http.get(server.url("/reports/daily")).send().await.unwrap();
+    assert_eq!(missing.status(), 400);
+    assert_eq!(stats(&server).await["reports"], 1);
+}

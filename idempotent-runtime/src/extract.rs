@@ -99,16 +99,28 @@ impl fmt::Display for MissingExtension {
 
 impl std::error::Error for MissingExtension {}
 
-macro_rules! from_extensions {
-    ($type:ident) => {
+/// What the engine decided for a request, put into its extensions once (one entry for both
+/// extractors).
+#[derive(Clone)]
+pub(crate) struct Decision {
+    pub(crate) key: IdempotencyKey,
+    pub(crate) claim: Option<std::sync::Arc<IdempotencyClaim>>,
+}
+
+impl Decision {
+    fn of(parts: &Parts) -> Option<&Decision> {
+        parts.extensions.get::<Decision>()
+    }
+}
+
+macro_rules! from_decision {
+    ($type:ident, $get:expr) => {
         impl<S: Send + Sync> FromRequestParts<S> for $type {
             type Rejection = MissingExtension;
 
             async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-                parts
-                    .extensions
-                    .get::<$type>()
-                    .cloned()
+                Decision::of(parts)
+                    .and_then($get)
                     .ok_or(MissingExtension(stringify!($type)))
             }
         }
@@ -120,11 +132,11 @@ macro_rules! from_extensions {
                 parts: &mut Parts,
                 _: &S,
             ) -> Result<Option<Self>, Self::Rejection> {
-                Ok(parts.extensions.get::<$type>().cloned())
+                Ok(Decision::of(parts).and_then($get))
             }
         }
     };
 }
 
-from_extensions!(IdempotencyKey);
-from_extensions!(IdempotencyClaim);
+from_decision!(IdempotencyKey, |d: &Decision| Some(d.key.clone()));
+from_decision!(IdempotencyClaim, |d: &Decision| d.claim.as_deref().cloned());

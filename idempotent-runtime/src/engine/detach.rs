@@ -18,9 +18,11 @@ impl<F: Future + Send + 'static> Detached<F>
 where
     F::Output: Send + 'static,
 {
-    pub(super) fn new(future: F) -> Self {
+    /// The future, already on the heap: made there by the caller, so that a large future is
+    /// not moved once more on its way in.
+    pub(super) fn new(future: Pin<Box<F>>) -> Self {
         Self {
-            future: Some(Box::pin(future)),
+            future: Some(future),
         }
     }
 }
@@ -72,10 +74,10 @@ mod tests {
         let (done, finished) = oneshot::channel();
         let detached = Detached::new({
             let gate = gate.clone();
-            async move {
+            Box::pin(async move {
                 gate.notified().await;
                 let _ = done.send(());
-            }
+            })
         });
         // Polled once in place, then dropped while it waits.
         let mut detached = Box::pin(detached);

@@ -1,7 +1,8 @@
 //! Lease renewal: a handler that runs long keeps its claim.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use super::call::within_deadline;
@@ -12,8 +13,9 @@ use crate::store::{Fence, StoreErrorKind};
 
 /// Run `work`; while it runs past half of `lock_ttl`, renew the claim's lease every half
 /// `lock_ttl`, fenced by its token, so that a retry does not find the key free and run the
-/// handler a second time. A handler that finishes within half its `lock_ttl` costs nothing:
-/// no timer is armed before `work` first returns pending.
+/// handler a second time. A handler that finishes without waiting costs nothing: the
+/// renewal (and its timer) is set up, on the heap, only once `work` first returns pending,
+/// so that it does not weigh on the future of every request.
 pub(super) async fn renewing<F: Future>(
     inner: &Inner,
     claim: &IdempotencyClaim,
@@ -21,12 +23,20 @@ pub(super) async fn renewing<F: Future>(
     work: F,
 ) -> F::Output {
     let mut work = pin!(work);
-    tokio::select! {
-        biased;
-        output = &mut work => return output,
-        () = keep(inner, claim, lock_ttl) => {}
-    }
-    work.await
+    let mut renewal: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    let mut renewing = true;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(output);
+        }
+        if renewing {
+            let keeping = renewal.get_or_insert_with(|| Box::pin(keep(inner, claim, lock_ttl)));
+            // Ended: the store refused or cannot renew; the work goes on without it.
+            renewing = keeping.as_mut().poll(cx).is_pending();
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Renew until the store refuses (the claim is no longer ours) or cannot renew at all;

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use self::body::Collected;
 use self::call::{release, within_deadline};
-use crate::extract::{IdempotencyClaim, IdempotencyKey};
+use crate::extract::{Decision, IdempotencyClaim, IdempotencyKey};
 use crate::fingerprint::fingerprint;
 use crate::idempotency::Inner;
 use crate::key::{self, KeyError};
@@ -41,9 +41,10 @@ const FIRST_WAIT_BACKOFF: Duration = Duration::from_millis(10);
 /// The claim this request holds on a key, its request's fingerprint, and what HTTP caching
 /// asks of its answer.
 struct Owner {
-    claim: IdempotencyClaim,
+    /// Shared with the request's extensions, where the handler may extract it.
+    claim: Arc<IdempotencyClaim>,
     fingerprint: Option<String>,
-    caching: Option<replay::Caching>,
+    caching: Option<Box<replay::Caching>>,
 }
 
 /// One request on its way through the protocol: what it runs, under which settings.
@@ -123,15 +124,17 @@ where
     };
     let mut backoff = FIRST_WAIT_BACKOFF;
     let mut waited = false;
-    let caching = replay::Caching::of(&policy, &parts);
+    let caching = replay::Caching::of(&policy, &parts).map(Box::new);
     let mut claim = Claim::new(Token::generate(), fingerprint, policy.lock_ttl);
     loop {
         let outcome = within_deadline(&inner, "claim", inner.store.claim(&store_key, &claim)).await;
         let record = match outcome {
             Ok(ClaimOutcome::Claimed) => {
-                parts.extensions.insert(IdempotencyKey(key));
-                let claimed = IdempotencyClaim::new(store_key, claim.token);
-                parts.extensions.insert(claimed.clone());
+                let claimed = Arc::new(IdempotencyClaim::new(store_key, claim.token));
+                parts.extensions.insert(Decision {
+                    key: IdempotencyKey(key),
+                    claim: Some(claimed.clone()),
+                });
                 let job = Job {
                     inner,
                     policy,
@@ -152,7 +155,10 @@ where
                     let late = IdempotencyClaim::new(store_key, claim.token);
                     reconcile::release_late_claim(&inner, late, policy.lock_ttl);
                 }
-                parts.extensions.insert(IdempotencyKey(key));
+                parts.extensions.insert(Decision {
+                    key: IdempotencyKey(key),
+                    claim: None,
+                });
                 let job = Job {
                     inner,
                     policy,
@@ -172,7 +178,7 @@ where
         match record {
             Record::Completed(stored) => {
                 Metrics::bump(&inner.metrics.replays);
-                return Ok(replay::replay(&stored, caching.as_ref()));
+                return Ok(replay::replay(&stored, caching.as_deref()));
             }
             Record::Processing { .. } => {
                 if let Some(until) = wait_until
@@ -250,11 +256,12 @@ where
         if owner.is_some() {
             Metrics::bump(&inner.metrics.executions);
         }
-        detach::Detached::new(async move {
-            let running = AssertUnwindSafe(handler(request)).catch_unwind();
+        detach::Detached::new(Box::pin(async move {
+            // Pinned where it is made: the handler's future can be large, and is not moved again.
+            let mut running = std::pin::pin!(AssertUnwindSafe(handler(request)).catch_unwind());
             let outcome = match &owner {
                 Some(owner) => {
-                    lease::renewing(&inner, &owner.claim, policy.lock_ttl, running).await
+                    lease::renewing(&inner, &owner.claim, policy.lock_ttl, running.as_mut()).await
                 }
                 None => running.await,
             };
@@ -289,7 +296,7 @@ where
                 release(&inner, &owner.claim).await;
                 Ok(response)
             }
-        })
+        }))
         .await
     }
 }

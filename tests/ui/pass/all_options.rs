@@ -23,9 +23,21 @@ async fn refund(body: String) -> String {
     body
 }
 
+#[idempotent(key_prefix = "reports", cache_control = "max-age=3600, public", etag = true)]
+async fn report() -> &'static str {
+    "report"
+}
+
+#[idempotent(etag = true)]
+async fn tagged() -> &'static str {
+    "tagged"
+}
+
 fn main() {
     let _app: Router = Router::new()
         .route("/charges", post(charge))
         .route("/refunds", post(refund))
+        .route("/reports", axum::routing::get(report))
+        .route("/tagged", axum::routing::get(tagged))
         .layer(Idempotency::memory());
 }
