@@ -61,6 +61,21 @@ impl App {
         self.state.probe.runs()
     }
 
+    /// A keyed `GET`, with the given `If-None-Match`.
+    async fn read(&self, path: &str, key: &str, if_none_match: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .get(self.server.url(path))
+            .header("Idempotency-Key", key);
+        if let Some(tags) = if_none_match {
+            request = request.header("If-None-Match", tags);
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     async fn send(&self, path: &str, key: Option<&str>, body: Value) -> reqwest::Response {
         let mut request = self.http.post(self.server.url(path)).json(&body);
         if let Some(key) = key {
@@ -277,8 +292,52 @@ async fn round_trips_per_request_are_those_of_section_6() {
         .await;
     assert_eq!(response.status(), 400);
     assert_eq!(names(&seen), Vec::<&str>::new(), "missing key");
+
+    // A keyed read revalidated with If-None-Match: the 304 costs what a replay costs.
+    let first = app.read("/reports/rt", "rt-read", None).await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let (response, seen) = monitor
+        .commands_during(app.read("/reports/rt", "rt-read", Some(&etag)))
+        .await;
+    assert_eq!(response.status(), 304);
+    assert_eq!(names(&seen), ["SET"], "304");
     println!(
-        "round trips over HTTP: first run 2, replay 1, mismatch 1, conflict 1, non-2xx 2, missing key 0"
+        "round trips over HTTP: first run 2, replay 1, mismatch 1, conflict 1, non-2xx 2, missing key 0, 304 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_replays_the_same_etag_and_answers_304() {
+    let redis = RedisServer::start();
+    let state = AppState::default();
+    let one = App::with_state(&redis, state.clone()).await;
+    let two = App::with_state(&redis, state).await;
+    let first = one.read("/reports/shared", "shared-read", None).await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let body = first.bytes().await.unwrap();
+
+    let replay = two.read("/reports/shared", "shared-read", None).await;
+    assert!(replayed(&replay));
+    assert_eq!(replay.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(replay.headers()["vary"], "idempotency-key");
+    assert_eq!(replay.bytes().await.unwrap(), body);
+    let revalidated = two
+        .read("/reports/shared", "shared-read", Some(&format!("W/{etag}")))
+        .await;
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(revalidated.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(one.runs(), 1, "the handler ran once, on the first instance");
+    // What the record holds: the tag, as a replayable header, in the Spring-compatible JSON.
+    let record = stored_json(&redis, "idempotency:reports:shared-read");
+    assert!(record["statusCode"] == 200);
+    assert!(
+        record["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "etag" && h[1] == etag.as_str()),
+        "{record}"
     );
 }
 
