@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace (but the benchmarks'). The Redis tests start their own private redis-server
-# processes on free loopback ports, so redis-server and redis-cli must be installed; this
-# script installs them (Debian's redis-server package) when they are missing.
+# Runs every test of the workspace (but the benchmarks'). The tests start their own private
+# servers on free loopback ports: redis-server (and redis-cli) for the Redis tests, varnishd
+# for the HTTP-cache flow. This script installs what is missing from Debian's packages,
+# without starting any system service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    echo "redis-server not found: installing Debian's redis-server package" >&2
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian's ${missing[*]} for the tests" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    # No package may start its service: the tests run their own servers.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod +x "$policy"
+        added_policy=1
+    fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+    if [ -n "$added_policy" ]; then $SUDO rm -f "$policy"; fi
 fi
+# varnishd lives in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin"
 
 # The benchmark package (bench/) is left out: its tests are criterion's benchmarks, which
 # `cargo bench` runs, and building it would build the peer crate it is measured against

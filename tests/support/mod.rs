@@ -5,3 +5,4 @@ pub mod app;
 pub mod backend;
 pub mod orders;
 pub mod redis;
+pub mod varnish;
