@@ -52,6 +52,8 @@ use proc_macro::TokenStream;
 /// | `fail_open` | `true`: when the store is unavailable, run the handler anyway | `true` |
 /// | `on_conflict` | `"reject"` a duplicate of a request still running (409), or `"wait"` for its result | `"reject"` |
 /// | `max_wait` | with `on_conflict = "wait"`: how long to wait, as a duration string | `"10s"` |
+/// | `cache_control` | for keyed reads: the `Cache-Control` of 2xx and 304 answers (unless the handler set one), e.g. `"max-age=3600"` | none |
+/// | `etag` | `true`: stored responses get a strong `ETag` (SHA-256 of the body) and a matching `If-None-Match` is answered 304 without running the handler | `true` with `cache_control`, else `false` |
 /// | `crate` | path of the runtime crate, if it is renamed: `crate = "idem"` | `"::idempotent_runtime"` |
 ///
 /// Durations are kept in whole milliseconds (finer parts are dropped); each must be at least

@@ -73,6 +73,14 @@
 //! that cannot renew ([`store::IdempotencyStore::renew`]'s default) keeps the lock for
 //! `lock_ttl`, and a late completion stays fenced.
 //!
+//! # Keyed reads and HTTP caches
+//!
+//! With `cache_control` (and `etag`, on by default with it), a keyed `GET` gets a strong
+//! `ETag` from its stored body, `Cache-Control` and `Vary: Idempotency-Key`, and a
+//! revalidation whose `If-None-Match` matches is answered `304 Not Modified` from the record
+//! without running the handler: browsers and CDNs cache per key, and revalidate for the
+//! price of a replay. See [`Policy::cache_control`] and [`Policy::etag`].
+//!
 //! # Stores
 //!
 //! [`Idempotency::memory`] (one process) and, with the `redis` feature,
