@@ -94,7 +94,11 @@ async fn a_cdn_caches_per_key_and_revalidates_with_304_without_running_the_handl
     let hit = get("cdn-1").await.unwrap();
     assert_eq!(hit.status(), 200);
     assert_eq!(hit.json::<Value>().await.unwrap(), body);
-    assert_eq!(reached("/reports/daily").len(), 1, "a hit does not reach the origin");
+    assert_eq!(
+        reached("/reports/daily").len(),
+        1,
+        "a hit does not reach the origin"
+    );
 
     // Another key is another cache entry, and another run.
     let other = get("cdn-2").await.unwrap();
@@ -120,6 +124,13 @@ async fn a_cdn_caches_per_key_and_revalidates_with_304_without_running_the_handl
         .into_iter()
         .filter(|s| s.if_none_match.is_some())
         .collect();
-    assert!(revalidations.iter().all(|s| s.status == 304), "{revalidations:?}");
-    assert_eq!(reports_run().await, 2, "a revalidation does not run the handler");
+    assert!(
+        revalidations.iter().all(|s| s.status == 304),
+        "{revalidations:?}"
+    );
+    assert_eq!(
+        reports_run().await,
+        2,
+        "a revalidation does not run the handler"
+    );
 }
