@@ -1,5 +1,5 @@
-//! The orders service: routes under `#[idempotent]` (orders, payments, notifications, and a
-//! cacheable keyed read, reports), one under the middleware with a `Policy` (refunds, no
+//! The orders service: routes under `#[idempotent]` (orders, payments, notifications,
+//! charges with the typed fingerprint, and a cacheable keyed read, reports), one under the middleware with a `Policy` (refunds, no
 //! macro), and a plain stats route.
 //!
 //! ```text
@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idempotent_runtime::{Idempotency, Policy, idempotent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 #[path = "shared/mod.rs"]
@@ -34,6 +34,7 @@ pub(crate) struct AppState {
     notifications: Arc<AtomicU64>,
     refunds: Arc<AtomicU64>,
     reports: Arc<AtomicU64>,
+    charges: Arc<AtomicU64>,
     orders_delay: Option<Duration>,
 }
 
@@ -105,6 +106,27 @@ async fn create_refund(
     state.created(req.amount)
 }
 
+/// A charge, as a Spring service declares its DTO: the typed fingerprint hashes it as
+/// Jackson writes it (`amount`, then `currency`, `null` when absent; fields it does not
+/// declare are dropped), whatever order and extras the client sent.
+#[derive(Deserialize, Serialize)]
+struct NewCharge {
+    amount: i64,
+    currency: Option<String>,
+}
+
+#[idempotent(key_prefix = "charges", include_body = true, fingerprint = "typed")]
+async fn create_charge(
+    State(state): State<AppState>,
+    Json(req): Json<NewCharge>,
+) -> impl IntoResponse {
+    state.charges.fetch_add(1, Ordering::SeqCst);
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": state.next_id(), "amount": req.amount, "currency": req.currency })),
+    )
+}
+
 /// A keyed read that browsers and shared caches may keep for an hour: the first answer
 /// carries an `ETag`, and a revalidation with `If-None-Match` is answered 304 from the record
 /// without running this body.
@@ -127,7 +149,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         "refunds": state.refunds.load(Ordering::SeqCst),
         "transfers": 0,
         "reports": state.reports.load(Ordering::SeqCst),
-        "charges": 0,
+        "charges": state.charges.load(Ordering::SeqCst),
     }))
 }
 
@@ -145,6 +167,7 @@ pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
             "/refunds",
             post(create_refund).layer(idempotency.layer(refunds)),
         )
+        .route("/charges", post(create_charge))
         .route("/reports/{name}", get(get_report))
         .route("/stats", get(stats))
         .layer(idempotency)

@@ -983,6 +983,82 @@ async fn a_record_stored_without_a_tag_gets_one_on_replay(path: Path, kind: Stor
     assert_eq!(h.runs(), 0);
 }
 
+async fn a_typed_fingerprint_ignores_key_order_and_undeclared_fields(path: Path, kind: Store) {
+    let (h, store) = Harness::start(path, kind).await;
+    let send = |body: &'static str| {
+        h.http
+            .post(h.server.url("/charges"))
+            .header("Idempotency-Key", "typed-1")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let first = send(r#"{"currency":"EUR","amount":100}"#).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first = json_of(first).await;
+    for same in [
+        r#"{"amount":100,"currency":"EUR"}"#,
+        r#"{ "amount": 100, "note": "not declared", "currency": "EUR" }"#,
+    ] {
+        let replay = send(same).await.unwrap();
+        assert_eq!(replay.headers()["idempotent-replayed"], "true", "{same}");
+        assert_eq!(json_of(replay).await, first);
+    }
+    for other in [r#"{"amount":100}"#, r#"{"amount":101,"currency":"EUR"}"#] {
+        assert_eq!(send(other).await.unwrap().status(), 422, "{other}");
+    }
+    // The fingerprint is the value as Jackson writes it.
+    let Some(Record::Completed(stored)) = store.get("idempotency:charges:typed-1") else {
+        panic!("a completed record")
+    };
+    assert_eq!(
+        stored.fingerprint.as_deref(),
+        Some(sha256_hex(br#"{"amount":100,"currency":"EUR"}"#).as_str())
+    );
+    // A body that does not deserialise: the extractor's rejection, the key released.
+    let bad = h
+        .http
+        .post(h.server.url("/charges"))
+        .header("Idempotency-Key", "typed-2")
+        .header("content-type", "application/json")
+        .body(r#"{"amount":"many"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(bad.status().is_client_error());
+    assert!(store.get("idempotency:charges:typed-2").is_none());
+    assert_eq!(h.runs(), 1);
+}
+
+async fn a_canonical_fingerprint_ignores_key_order(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
+    let send = |body: &'static str| {
+        h.http
+            .post(h.server.url("/canonical"))
+            .header("Idempotency-Key", "canon-1")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        send(r#"{"currency":"EUR","amount":100}"#)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let replay = send(r#"{"amount":1e2,"currency":"EUR"}"#).await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        send(r#"{"amount":100,"currency":"USD"}"#)
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(h.runs(), 1);
+}
+
 /// Each test above on every store, once through `#[idempotent]` and once through the
 /// middleware.
 macro_rules! every_store_and_path {
@@ -1005,6 +1081,8 @@ macro_rules! every_store_and_path {
 }
 
 every_store_and_path!(
+    a_typed_fingerprint_ignores_key_order_and_undeclared_fields,
+    a_canonical_fingerprint_ignores_key_order,
     a_keyed_read_carries_an_etag_cache_control_and_vary_and_replays_them,
     a_matching_if_none_match_is_304_and_runs_nothing,
     a_first_run_is_answered_304_when_the_tag_it_makes_matches,

@@ -197,3 +197,41 @@ async fn reports_are_cacheable_keyed_reads() {
     assert_eq!(missing.status(), 400);
     assert_eq!(stats(&server).await["reports"], 1);
 }
+
+#[tokio::test]
+async fn charges_are_fingerprinted_as_their_type() {
+    let server = start().await;
+    let http = client();
+    let post = |key: &'static str, body: &'static str| {
+        http.post(server.url("/charges"))
+            .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let first = post("c-1", r#"{"amount":100,"currency":"EUR"}"#)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        (first["amount"].clone(), first["currency"].clone()),
+        (json!(100), json!("EUR"))
+    );
+    // Another order, and a field the type does not declare: the same charge.
+    let again = post("c-1", r#"{"note":"retry","currency":"EUR","amount":100}"#)
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let other = post("c-1", r#"{"amount":100}"#).await.unwrap();
+    assert_eq!(
+        other.status(),
+        422,
+        "a missing currency is null: another charge"
+    );
+    let none = post("c-2", r#"{"amount":5}"#).await.unwrap();
+    assert_eq!(none.json::<Value>().await.unwrap()["currency"], Value::Null);
+    assert_eq!(stats(&server).await["charges"], 2);
+}

@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{GenericParam, ReturnType};
 
 use crate::handler::Handler;
-use crate::options::{Millis, OnConflict, Options};
+use crate::options::{FingerprintMode, Millis, OnConflict, Options};
 
 /// The rewritten handler.
 pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
@@ -62,7 +62,8 @@ pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
     let args: Vec<Ident> = (0..arg_types.len())
         .map(|i| format_ident!("__arg{}", i))
         .collect();
-    let extract = extract(&private, &state, &marker, arg_types, &args);
+    let typed = options.fingerprint == FingerprintMode::Typed;
+    let extract = extract(&private, &state, &marker, arg_types, &args, typed);
 
     // The original function keeps its name: inside the rewritten one it shadows it, so that
     // attributes such as `#[tracing::instrument]` and recursive calls see what they saw before.
@@ -90,7 +91,7 @@ pub(crate) fn expand(options: &Options, handler: &Handler) -> TokenStream {
         }
     };
 
-    let options = options_value(&private, options);
+    let options = options_value(&private, options, arg_types.last());
 
     quote! {
         #(#outer_attrs)*
@@ -148,6 +149,7 @@ fn extract(
     marker: &Ident,
     arg_types: &[syn::Type],
     args: &[Ident],
+    typed: bool,
 ) -> TokenStream {
     let Some((last_ty, parts_tys)) = arg_types.split_last() else {
         return TokenStream::new();
@@ -166,9 +168,30 @@ fn extract(
             #rejected
         };
     };
-    if parts_tys.is_empty() {
+    if parts_tys.is_empty() && !typed {
         return from_request;
     }
+    // With the typed fingerprint, the body was read as its type already: take that value
+    // rather than deserialising the body again.
+    let last = if typed {
+        quote! {
+            let #last_arg = match #private::take_typed::<#last_ty>(&mut __parts.extensions) {
+                ::core::option::Option::Some(__value) => __value,
+                ::core::option::Option::None => {
+                    let __req = #private::Request::from_parts(__parts, __body);
+                    match <#last_ty as #private::FromRequest<#state, #marker>>::from_request(__req, &__state).await {
+                        ::core::result::Result::Ok(__value) => __value,
+                        #rejected
+                    }
+                }
+            };
+        }
+    } else {
+        quote! {
+            let __req = #private::Request::from_parts(__parts, __body);
+            #from_request
+        }
+    };
     quote! {
         let (mut __parts, __body) = __req.into_parts();
         #(
@@ -177,19 +200,24 @@ fn extract(
                 #rejected
             };
         )*
-        let __req = #private::Request::from_parts(__parts, __body);
-        #from_request
+        #last
     }
 }
 
 /// The route's `Policy`, a constant expression with every option named.
-fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
+fn options_value(
+    private: &TokenStream,
+    options: &Options,
+    body_type: Option<&syn::Type>,
+) -> TokenStream {
     let Options {
         key_prefix,
         header,
         ttl,
         lock_ttl,
         include_body,
+        fingerprint,
+        fingerprint_span: _,
         mandatory,
         fail_open,
         on_conflict,
@@ -200,6 +228,19 @@ fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
     let cache_control = match cache_control {
         Some(value) => quote!(::core::option::Option::Some(#value)),
         None => quote!(::core::option::Option::None),
+    };
+    let fingerprint = match (fingerprint, body_type) {
+        (FingerprintMode::Typed, Some(ty)) => {
+            // Spanned at the body type, so that one the mode cannot read is reported there.
+            let span = ty.span();
+            let private = respan(private, span);
+            quote_spanned!(span=> #private::typed_fingerprint::<#ty>(::core::stringify!(#ty)))
+        }
+        (FingerprintMode::Canonical, _) => quote!(#private::Fingerprint::Canonical),
+        // `Typed` without a body extractor is refused before expansion.
+        (FingerprintMode::Json | FingerprintMode::Typed, _) => {
+            quote!(#private::Fingerprint::Json)
+        }
     };
     let ttl = duration(*ttl);
     let lock_ttl = duration(*lock_ttl);
@@ -217,6 +258,7 @@ fn options_value(private: &TokenStream, options: &Options) -> TokenStream {
             ttl: #ttl,
             lock_ttl: #lock_ttl,
             include_body: #include_body,
+            fingerprint: #fingerprint,
             mandatory: #mandatory,
             fail_open: #fail_open,
             on_conflict: #on_conflict,
@@ -270,7 +312,7 @@ mod tests {
             "State < Db > : :: idempotent_runtime :: __private :: FromRequestParts < __IdemS > ,",
             "Json < NewOrder > : :: idempotent_runtime :: __private :: FromRequest < __IdemS , __IdemM > ,",
             "async fn create_order (State (db) : State < Db > , Json (req) : Json < NewOrder >) -> impl IntoResponse",
-            ":: idempotent_runtime :: __private :: policy (:: idempotent_runtime :: __private :: PolicyFields { key_prefix : \"orders\" , header : \"idempotency-key\" , ttl : :: core :: time :: Duration :: from_millis (86400000) , lock_ttl : :: core :: time :: Duration :: from_millis (60000) , include_body : true , mandatory : true , fail_open : true , on_conflict : :: idempotent_runtime :: __private :: OnConflict :: Reject , cache_control : :: core :: option :: Option :: None , etag : false , })",
+            ":: idempotent_runtime :: __private :: policy (:: idempotent_runtime :: __private :: PolicyFields { key_prefix : \"orders\" , header : \"idempotency-key\" , ttl : :: core :: time :: Duration :: from_millis (86400000) , lock_ttl : :: core :: time :: Duration :: from_millis (60000) , include_body : true , fingerprint : :: idempotent_runtime :: __private :: Fingerprint :: Json , mandatory : true , fail_open : true , on_conflict : :: idempotent_runtime :: __private :: OnConflict :: Reject , cache_control : :: core :: option :: Option :: None , etag : false , })",
             "create_order (__arg0 , __arg1) . await",
         ] {
             assert!(

@@ -46,6 +46,7 @@ use proc_macro::TokenStream;
 /// | `ttl` | duration string: `"500ms"`, `"90s"`, `"30m"`, `"24h"`, `"7d"`, `"1h 30m"`; or an integer, in seconds unless `time_unit` says otherwise | `"1h"` |
 /// | `time_unit` | with an integer `ttl`: `"NANOSECONDS"`, `"MICROSECONDS"`, `"MILLISECONDS"`, `"SECONDS"`, `"MINUTES"`, `"HOURS"` or `"DAYS"` (any case) | `"SECONDS"` |
 /// | `include_body` | `true`: a reused key with a different request body is rejected (422) | `false` |
+/// | `fingerprint` | with `include_body`: `"json"` (compact JSON in the request's key order), `"canonical"` (RFC 8785: key order does not matter) or `"typed"` (the body's type written back as Jackson writes it, as the Spring aspect hashes its DTO; the last argument must be e.g. `Json<T>` with `T: Serialize + Deserialize`, and the body is deserialised once) | `"json"` |
 /// | `mandatory` | `true`: a request without a key is rejected (400) | `true` |
 /// | `header` | the name of the header carrying the key | `"Idempotency-Key"` |
 /// | `lock_ttl` | duration string: how long an unfinished request blocks duplicates if its owner dies (the lease of a running handler is renewed) | `"60s"` |
@@ -117,6 +118,18 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     let options = options::parse(args.into());
     let handler = handler::parse(item.clone());
     match (options, handler) {
+        (Ok(options), Ok(handler))
+            if options.fingerprint == options::FingerprintMode::Typed
+                && handler.arg_types.is_empty() =>
+        {
+            with_error(
+                item,
+                syn::Error::new(
+                    options.fingerprint_span,
+                    "`fingerprint = \"typed\"` reads the request body as the handler's body type: the handler needs a body extractor as its last argument, e.g. `Json(req): Json<NewCharge>`",
+                ),
+            )
+        }
         (Ok(options), Ok(handler)) => expand::expand(&options, &handler).into(),
         (Err(error), Ok(_)) | (Ok(_), Err(error)) => with_error(item, error),
         (Err(mut error), Err(more)) => {

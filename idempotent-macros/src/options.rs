@@ -27,6 +27,7 @@ mod kw {
     syn::custom_keyword!(max_wait);
     syn::custom_keyword!(cache_control);
     syn::custom_keyword!(etag);
+    syn::custom_keyword!(fingerprint);
 }
 
 /// Every option name, in the order the documentation lists them.
@@ -35,6 +36,7 @@ const OPTION_NAMES: &[&str] = &[
     "ttl",
     "time_unit",
     "include_body",
+    "fingerprint",
     "mandatory",
     "header",
     "lock_ttl",
@@ -71,6 +73,10 @@ pub(crate) struct Options {
     pub(crate) lock_ttl: Millis,
     /// Whether the request body is part of the fingerprint.
     pub(crate) include_body: bool,
+    /// How the body becomes a fingerprint, and where the option was written (for errors
+    /// about the handler that only the expansion can see).
+    pub(crate) fingerprint: FingerprintMode,
+    pub(crate) fingerprint_span: Span,
     /// Whether a request without a key is rejected.
     pub(crate) mandatory: bool,
     /// Whether the handler runs when the store is unavailable.
@@ -88,6 +94,17 @@ pub(crate) struct Options {
 /// A duration in whole milliseconds, at least one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Millis(pub(crate) u64);
+
+/// How the request body becomes a fingerprint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FingerprintMode {
+    /// Compact JSON in the request's order.
+    Json,
+    /// RFC 8785 canonical JSON.
+    Canonical,
+    /// The body's type, written back as Jackson writes it.
+    Typed,
+}
 
 /// What a duplicate of a request still running gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +133,7 @@ struct Args {
     ttl: Option<Setting<kw::ttl, Ttl>>,
     time_unit: Option<Setting<kw::time_unit, u64>>,
     include_body: Option<Setting<kw::include_body, bool>>,
+    fingerprint: Option<Setting<kw::fingerprint, FingerprintMode>>,
     mandatory: Option<Setting<kw::mandatory, bool>>,
     header: Option<Setting<kw::header, String>>,
     lock_ttl: Option<Setting<kw::lock_ttl, Millis>>,
@@ -149,6 +167,8 @@ impl Parse for Args {
                 assign(input, &mut args.time_unit, errors, time_unit)?;
             } else if lookahead.peek(kw::include_body) {
                 assign(input, &mut args.include_body, errors, boolean)?;
+            } else if lookahead.peek(kw::fingerprint) {
+                assign(input, &mut args.fingerprint, errors, fingerprint_mode)?;
             } else if lookahead.peek(kw::mandatory) {
                 assign(input, &mut args.mandatory, errors, boolean)?;
             } else if lookahead.peek(kw::header) {
@@ -325,6 +345,21 @@ impl Args {
                 OnConflict::Reject
             }
         };
+        let include_body = value_or(self.include_body, false);
+        let fingerprint_span = self
+            .fingerprint
+            .as_ref()
+            .map_or_else(Span::call_site, |setting| setting.keyword.span);
+        let fingerprint = match self.fingerprint {
+            Some(setting) if !include_body => {
+                errors.push(syn::Error::new_spanned(
+                    setting.keyword,
+                    "`fingerprint` applies to the request body: it needs `include_body = true`",
+                ));
+                FingerprintMode::Json
+            }
+            setting => value_or(setting, FingerprintMode::Json),
+        };
         let cache_control = self.cache_control.and_then(|setting| setting.value);
         // An ETag is what makes a cached copy revalidate cheaply: on by default with caching.
         let etag = value_or(self.etag, cache_control.is_some());
@@ -333,7 +368,9 @@ impl Args {
             header: value_or(self.header, DEFAULT_HEADER.to_owned()),
             ttl,
             lock_ttl: value_or(self.lock_ttl, DEFAULT_LOCK_TTL),
-            include_body: value_or(self.include_body, false),
+            include_body,
+            fingerprint,
+            fingerprint_span,
             mandatory: value_or(self.mandatory, true),
             fail_open: value_or(self.fail_open, true),
             on_conflict,
@@ -446,6 +483,27 @@ fn header(name: &str, value: &Expr) -> syn::Result<String> {
                 "`header` is not a valid HTTP header name: {header:?}; a header name is made of letters, digits and any of !#$%&'*+-.^_`|~ (no spaces), e.g. \"X-Idempotency-Key\""
             ),
         )),
+    }
+}
+
+/// `fingerprint`: `"json"`, `"canonical"` or `"typed"`.
+fn fingerprint_mode(name: &str, value: &Expr) -> syn::Result<FingerprintMode> {
+    let lit = string(name, value, r#""json", "canonical" or "typed""#)?;
+    match lit.value().as_str() {
+        "json" => Ok(FingerprintMode::Json),
+        "canonical" => Ok(FingerprintMode::Canonical),
+        "typed" => Ok(FingerprintMode::Typed),
+        other => {
+            let hint = closest(other, ["json", "canonical", "typed"])
+                .map(|close| format!("; did you mean \"{close}\"?"))
+                .unwrap_or_default();
+            Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "unknown `fingerprint` {other:?}: expected \"json\" (compact JSON in the request's order), \"canonical\" (RFC 8785) or \"typed\" (the body's type, as Jackson writes it){hint}"
+                ),
+            ))
+        }
     }
 }
 

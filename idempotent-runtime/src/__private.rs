@@ -9,6 +9,9 @@ pub use axum::response::{IntoResponse, Response};
 pub use http::HeaderName;
 
 use crate::engine;
+use crate::extract::TypedValue;
+pub use crate::fingerprint::Fingerprint;
+use crate::fingerprint::TypedFingerprint;
 use crate::idempotency::Idempotency;
 use crate::policy::PolicyRef;
 pub use crate::policy::{OnConflict, Policy, PolicyFields};
@@ -17,6 +20,41 @@ use crate::problem::{ProblemCode, problem};
 /// The attribute's policy, built in a constant expression from named fields.
 pub const fn policy(fields: PolicyFields) -> Policy {
     Policy::from_fields(fields)
+}
+
+/// A body extractor whose value the typed fingerprint can read: it deserialises into a type
+/// that also implements `Serialize`.
+#[diagnostic::on_unimplemented(
+    message = "`fingerprint = \"typed\"` needs a body extractor that deserialises into a type that also implements `Serialize`, such as `Json<T>`; `{Self}` is not one",
+    label = "the last argument must be such a body extractor, e.g. `Json<NewCharge>`"
+)]
+pub trait TypedExtractor: Sized {
+    /// The type the body deserialises into.
+    type Value: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static;
+
+    /// The extractor, from the value the typed fingerprint read.
+    fn from_value(value: Self::Value) -> Self;
+}
+
+impl<T> TypedExtractor for axum::Json<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn from_value(value: T) -> Self {
+        axum::Json(value)
+    }
+}
+
+/// The typed fingerprint of a route whose body extractor is `E`, in a constant.
+pub const fn typed_fingerprint<E: TypedExtractor>(name: &'static str) -> Fingerprint {
+    Fingerprint::Typed(TypedFingerprint::of_named::<E::Value>(name))
+}
+
+/// The body extractor `E`, from the value the typed fingerprint already read, if it did.
+pub fn take_typed<E: TypedExtractor>(extensions: &mut http::Extensions) -> Option<E> {
+    TypedValue::take::<E::Value>(extensions).map(E::from_value)
 }
 
 /// The whole request and the router's state, taken by the rewritten handler as its one

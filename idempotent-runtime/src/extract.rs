@@ -140,3 +140,27 @@ macro_rules! from_decision {
 
 from_decision!(IdempotencyKey, |d: &Decision| Some(d.key.clone()));
 from_decision!(IdempotencyClaim, |d: &Decision| d.claim.as_deref().cloned());
+
+/// A body the typed fingerprint read as its type, waiting for the handler's extractor (the
+/// attribute's generated code takes it, so that the body is deserialised once).
+#[derive(Clone)]
+pub(crate) struct TypedValue(
+    pub(crate) std::sync::Arc<std::sync::Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>>,
+);
+
+impl TypedValue {
+    pub(crate) fn new(value: Box<dyn std::any::Any + Send + Sync>) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(Some(value))))
+    }
+
+    /// The value, if it is still there and of type `T`.
+    pub(crate) fn take<T: 'static>(extensions: &mut http::Extensions) -> Option<T> {
+        let stash = extensions.remove::<TypedValue>()?;
+        let value = stash
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        value.downcast::<T>().ok().map(|value| *value)
+    }
+}

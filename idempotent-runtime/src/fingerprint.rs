@@ -4,10 +4,189 @@
 //! its compact serialization, key order preserved, UTF-8 written raw and numbers as
 //! `serde_json` writes them, so whitespace does not matter and the hash equals what
 //! Jackson's `writeValueAsString` produces for the same object in the usual case. Any other
-//! body is hashed as raw bytes.
+//! body is hashed as raw bytes. That is the default mode, [`Fingerprint::Json`]; the others
+//! are [`Fingerprint::Canonical`] (RFC 8785: key order does not matter) and
+//! [`Fingerprint::Typed`] (the request as the handler's body type writes it back, the way the
+//! Spring aspect hashes its DTO).
+
+use std::any::Any;
+use std::fmt;
+use std::io;
 
 use http::HeaderMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+
+/// How a request body becomes a fingerprint (with `include_body = true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fingerprint {
+    /// Compact JSON in the request's key order (whitespace does not matter), raw bytes for
+    /// anything else. The default.
+    #[default]
+    Json,
+    /// RFC 8785 (JSON Canonicalization Scheme): keys sorted, numbers normalised, so that
+    /// two clients writing the same object with different key orders send the same request.
+    /// Raw bytes for a body that is not JSON.
+    Canonical,
+    /// The body deserialised into the handler's body type and written back the way Jackson's
+    /// `writeValueAsString` writes that object, as the Spring `@Idempotent` aspect hashes its
+    /// DTO: fields in declaration order (serde renames honoured), fields the type does not
+    /// declare dropped, absent optional fields `null`, Jackson's string escapes. A body that
+    /// does not deserialise is hashed as in [`Json`](Self::Json) (the handler's extractor
+    /// rejects it anyway).
+    Typed(TypedFingerprint),
+}
+
+/// The typed fingerprint of one body type: see [`Fingerprint::Typed`].
+#[derive(Clone, Copy)]
+pub struct TypedFingerprint {
+    type_name: &'static str,
+    hash: fn(&[u8]) -> Option<TypedBody>,
+}
+
+/// Not public API: a body read as its type, with its fingerprint.
+#[doc(hidden)]
+pub struct TypedBody {
+    /// The fingerprint of the value as Jackson writes it.
+    pub fingerprint: String,
+    /// The value, handed to the handler's extractor so that the body is deserialised once.
+    pub value: Box<dyn Any + Send + Sync>,
+}
+
+impl TypedFingerprint {
+    /// The typed fingerprint of requests whose body deserialises into `T`.
+    ///
+    /// ```
+    /// use idempotent_runtime::fingerprint::{Fingerprint, TypedFingerprint};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct NewCharge {
+    ///     amount: i64,
+    ///     currency: Option<String>,
+    /// }
+    ///
+    /// let mode = Fingerprint::Typed(TypedFingerprint::of::<NewCharge>());
+    /// # let _ = mode;
+    /// ```
+    pub fn of<T: Serialize + DeserializeOwned + Send + Sync + 'static>() -> Self {
+        Self {
+            type_name: std::any::type_name::<T>(),
+            hash: typed_body::<T>,
+        }
+    }
+
+    /// Not public API: the same, in a constant (the attribute's `static` policy).
+    #[doc(hidden)]
+    pub const fn of_named<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
+        type_name: &'static str,
+    ) -> Self {
+        Self {
+            type_name,
+            hash: typed_body::<T>,
+        }
+    }
+
+    /// The body read as its type, with its fingerprint; `None` if it does not deserialise.
+    pub(crate) fn read(&self, body: &[u8]) -> Option<TypedBody> {
+        (self.hash)(body)
+    }
+}
+
+impl fmt::Debug for TypedFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TypedFingerprint")
+            .field(&self.type_name)
+            .finish()
+    }
+}
+
+impl PartialEq for TypedFingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.type_name == other.type_name
+    }
+}
+
+impl Eq for TypedFingerprint {}
+
+fn typed_body<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
+    body: &[u8],
+) -> Option<TypedBody> {
+    let value: T = serde_json::from_slice(body).ok()?;
+    let written = jackson_json(&value).ok()?;
+    Some(TypedBody {
+        fingerprint: sha256_hex(&written),
+        value: Box::new(value),
+    })
+}
+
+/// `value` as Jackson's `writeValueAsString` writes it with a Spring Boot `ObjectMapper`:
+/// compact, fields in the type's order, UTF-8 raw, control characters other than `\b`,
+/// `\t`, `\n`, `\f` and `\r` escaped as `\u00XX` with upper-case hex digits (serde_json
+/// writes them lower-case).
+pub fn jackson_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(128);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, JacksonFormatter);
+    value.serialize(&mut serializer)?;
+    Ok(out)
+}
+
+/// serde_json's compact formatter, with Jackson's escapes.
+struct JacksonFormatter;
+
+impl serde_json::ser::Formatter for JacksonFormatter {
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        char_escape: serde_json::ser::CharEscape,
+    ) -> io::Result<()> {
+        use serde_json::ser::CharEscape;
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let escaped: &[u8] = match char_escape {
+            CharEscape::Quote => b"\\\"",
+            CharEscape::ReverseSolidus => b"\\\\",
+            CharEscape::Solidus => b"\\/",
+            CharEscape::Backspace => b"\\b",
+            CharEscape::FormFeed => b"\\f",
+            CharEscape::LineFeed => b"\\n",
+            CharEscape::CarriageReturn => b"\\r",
+            CharEscape::Tab => b"\\t",
+            CharEscape::AsciiControl(byte) => {
+                let code = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xF)],
+                ];
+                return writer.write_all(&code);
+            }
+        };
+        writer.write_all(escaped)
+    }
+}
+
+/// The fingerprint of a body in `mode` (the typed mode falls back to [`Fingerprint::Json`];
+/// the engine reads a typed body itself, to hand the value on).
+pub(crate) fn fingerprint_in(mode: Fingerprint, headers: &HeaderMap, body: &[u8]) -> String {
+    match mode {
+        Fingerprint::Canonical => canonical(headers, body),
+        Fingerprint::Json | Fingerprint::Typed(_) => fingerprint(headers, body),
+    }
+}
+
+/// The RFC 8785 fingerprint of a JSON body; raw bytes for anything else.
+pub fn canonical(headers: &HeaderMap, body: &[u8]) -> String {
+    if is_json(headers)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Ok(canonical) = serde_jcs::to_vec(&value)
+    {
+        return sha256_hex(&canonical);
+    }
+    sha256_hex(body)
+}
 
 /// The fingerprint of a body sent with `headers`.
 pub fn fingerprint(headers: &HeaderMap, body: &[u8]) -> String {
@@ -195,6 +374,50 @@ mod tests {
         assert_eq!(
             fingerprint(&h, body),
             sha256_hex(&compact_json(body).unwrap())
+        );
+    }
+
+    #[test]
+    fn canonical_json_does_not_depend_on_key_order_or_number_spelling() {
+        let h = json_headers("application/json");
+        let a = canonical(&h, br#"{"currency":"EUR","amount":100}"#);
+        assert_eq!(a, canonical(&h, br#"{ "amount": 1e2, "currency": "EUR" }"#));
+        assert_eq!(a, sha256_hex(br#"{"amount":100,"currency":"EUR"}"#));
+        assert_ne!(a, canonical(&h, br#"{"amount":101,"currency":"EUR"}"#));
+        // Not JSON: raw bytes.
+        assert_eq!(canonical(&h, b"{oops"), sha256_hex(b"{oops"));
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Charge {
+        amount: i64,
+        currency: Option<String>,
+    }
+
+    fn typed(body: &[u8]) -> Option<String> {
+        TypedFingerprint::of::<Charge>()
+            .read(body)
+            .map(|t| t.fingerprint)
+    }
+
+    #[test]
+    fn typed_is_the_value_as_jackson_writes_it() {
+        let expected = sha256_hex(br#"{"amount":100,"currency":"EUR"}"#);
+        for body in [
+            &br#"{"currency":"EUR","amount":100}"#[..],
+            br#"{"amount":100,"currency":"EUR","note":"not declared"}"#,
+            br#"{ "amount" : 100, "currency" : "EUR" }"#,
+        ] {
+            assert_eq!(typed(body).as_deref(), Some(expected.as_str()));
+        }
+        assert_eq!(
+            typed(br#"{"amount":100}"#),
+            Some(sha256_hex(br#"{"amount":100,"currency":null}"#))
+        );
+        assert_eq!(typed(br#"{"amount":"many"}"#), None);
+        assert_eq!(
+            jackson_json(&"a\u{1f}b\n\u{7f}\"/").unwrap(),
+            b"\"a\\u001Fb\\n\x7f\\\"/\"".to_vec()
         );
     }
 

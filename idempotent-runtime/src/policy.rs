@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::fingerprint::Fingerprint;
+
 /// What a duplicate of a request that is still running gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -55,6 +57,8 @@ pub struct Policy {
     pub lock_ttl: Duration,
     /// Whether the request body is part of the fingerprint.
     pub include_body: bool,
+    /// How the body becomes a fingerprint (with `include_body`).
+    pub fingerprint: Fingerprint,
     /// Whether a request without a key is rejected.
     pub mandatory: bool,
     /// Whether the handler runs when the store is unavailable.
@@ -94,6 +98,7 @@ impl Policy {
             ttl: DEFAULT_TTL,
             lock_ttl: DEFAULT_LOCK_TTL,
             include_body: false,
+            fingerprint: Fingerprint::Json,
             mandatory: true,
             fail_open: true,
             on_conflict: OnConflict::Reject,
@@ -176,6 +181,16 @@ impl Policy {
         self
     }
 
+    /// How the request body becomes a fingerprint, with [`include_body`](Self::include_body):
+    /// compact JSON in the request's order (the default), RFC 8785 canonical JSON, or the
+    /// body's type written back as Jackson writes it (see [`Fingerprint`]). On this path the
+    /// typed mode deserialises the body once more for the handler's own extractor; the
+    /// attribute hands its value to `Json<T>` instead.
+    pub fn fingerprint(mut self, mode: Fingerprint) -> Self {
+        self.fingerprint = mode;
+        self
+    }
+
     /// Whether a request without a key is answered 400 (default `true`).
     pub fn mandatory(mut self, mandatory: bool) -> Self {
         self.mandatory = mandatory;
@@ -210,6 +225,7 @@ impl Policy {
             ttl,
             lock_ttl,
             include_body,
+            fingerprint,
             mandatory,
             fail_open,
             on_conflict,
@@ -222,6 +238,7 @@ impl Policy {
             ttl,
             lock_ttl,
             include_body,
+            fingerprint,
             mandatory,
             fail_open,
             on_conflict,
@@ -245,6 +262,7 @@ pub struct PolicyFields {
     pub ttl: Duration,
     pub lock_ttl: Duration,
     pub include_body: bool,
+    pub fingerprint: Fingerprint,
     pub mandatory: bool,
     pub fail_open: bool,
     pub on_conflict: OnConflict,

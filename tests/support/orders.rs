@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use std::time::Duration;
 
 use axum::http::HeaderName;
+use idempotent_runtime::fingerprint::{Fingerprint, TypedFingerprint};
 use idempotent_runtime::{
     Idempotency, IdempotencyClaim, IdempotencyKey, OnConflict, Policy, idempotent,
 };
@@ -170,9 +171,46 @@ pub fn reports_policy() -> Policy {
         .cache_control(HeaderValue::from_static("max-age=3600"))
 }
 
+/// A charge as a Spring DTO declares it.
+#[derive(serde::Serialize, Deserialize)]
+pub struct Charge {
+    amount: i64,
+    currency: Option<String>,
+}
+
+async fn charge(state: &AppState, charge: Charge) -> Response {
+    state.probe.enter();
+    let id = state.ids.fetch_add(1, Ordering::SeqCst) + 1;
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "amount": charge.amount, "currency": charge.currency })),
+    )
+        .into_response()
+}
+
+#[idempotent(key_prefix = "charges", include_body = true, fingerprint = "typed")]
+pub async fn charges_by_macro(State(state): State<AppState>, Json(c): Json<Charge>) -> Response {
+    charge(&state, c).await
+}
+
+#[idempotent(
+    key_prefix = "canonical",
+    include_body = true,
+    fingerprint = "canonical"
+)]
+pub async fn canonical_by_macro(State(state): State<AppState>, Json(c): Json<Charge>) -> Response {
+    charge(&state, c).await
+}
+
+async fn charges_plain(State(state): State<AppState>, Json(c): Json<Charge>) -> Response {
+    charge(&state, c).await
+}
+
 /// Every route, each with the options its name says.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/charges", post(charges_by_macro))
+        .route("/canonical", post(canonical_by_macro))
         .route("/told", post(told_by_macro))
         .route("/reports/{name}", get(reports_by_macro))
         .route("/orders", post(orders))
@@ -246,8 +284,21 @@ pub fn policies() -> Vec<(&'static str, Policy)> {
 /// The routes of [`routes`], each a plain handler under the middleware with its policy.
 pub fn layered_routes(idem: &Idempotency) -> Router<AppState> {
     let told_policy = Policy::new().key_prefix("told").mandatory(false);
+    let charges = Policy::new()
+        .key_prefix("charges")
+        .include_body(true)
+        .fingerprint(Fingerprint::Typed(TypedFingerprint::of::<Charge>()));
+    let canonical = Policy::new()
+        .key_prefix("canonical")
+        .include_body(true)
+        .fingerprint(Fingerprint::Canonical);
     let base = Router::new()
         .route("/told", post(told).layer(idem.layer(told_policy)))
+        .route("/charges", post(charges_plain).layer(idem.layer(charges)))
+        .route(
+            "/canonical",
+            post(charges_plain).layer(idem.layer(canonical)),
+        )
         .route(
             "/reports/{name}",
             get(reports_plain).layer(idem.layer(reports_policy())),

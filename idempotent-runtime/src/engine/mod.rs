@@ -22,8 +22,8 @@ use tokio::time::Instant;
 
 use self::body::Collected;
 use self::call::{release, within_deadline};
-use crate::extract::{Decision, IdempotencyClaim, IdempotencyKey};
-use crate::fingerprint::fingerprint;
+use crate::extract::{Decision, IdempotencyClaim, IdempotencyKey, TypedValue};
+use crate::fingerprint::{Fingerprint, fingerprint, fingerprint_in};
 use crate::idempotency::Inner;
 use crate::key::{self, KeyError};
 use crate::metrics::Metrics;
@@ -106,7 +106,16 @@ where
     let (body, fingerprint) = if policy.include_body {
         match body::read_request(&parts.headers, body, inner.body_limit).await {
             Ok(bytes) => {
-                let fp = fingerprint(&parts.headers, &bytes);
+                let fp = match policy.fingerprint {
+                    Fingerprint::Typed(typed) => match typed.read(&bytes) {
+                        Some(read) => {
+                            parts.extensions.insert(TypedValue::new(read.value));
+                            read.fingerprint
+                        }
+                        None => fingerprint(&parts.headers, &bytes),
+                    },
+                    mode => fingerprint_in(mode, &parts.headers, &bytes),
+                };
                 (Body::from(bytes), Some(fp))
             }
             Err(response) => return Ok(response),
