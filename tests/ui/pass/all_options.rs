@@ -1,4 +1,5 @@
 use axum::routing::post;
+use axum::extract::State;
 use axum::{Json, Router};
 use idempotent_runtime::{Idempotency, idempotent};
 
@@ -28,6 +29,22 @@ async fn report() -> &'static str {
     "report"
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NewCharge {
+    amount: i64,
+    currency: Option<String>,
+}
+
+#[idempotent(include_body = true, fingerprint = "typed")]
+async fn typed(State(n): State<u8>, Json(charge): Json<NewCharge>) -> String {
+    format!("{n} {}", charge.amount)
+}
+
+#[idempotent(include_body = true, fingerprint = "canonical")]
+async fn canonical(body: String) -> String {
+    body
+}
+
 #[idempotent(etag = true)]
 async fn tagged() -> &'static str {
     "tagged"
@@ -39,5 +56,8 @@ fn main() {
         .route("/refunds", post(refund))
         .route("/reports", axum::routing::get(report))
         .route("/tagged", axum::routing::get(tagged))
-        .layer(Idempotency::memory());
+        .route("/typed", post(typed))
+        .route("/canonical", post(canonical))
+        .layer(Idempotency::memory())
+        .with_state(7u8);
 }
