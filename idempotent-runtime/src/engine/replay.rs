@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 use crate::store::StoredResponse;
 
 /// `Idempotent-Replayed`, on every replayed response.
-pub(crate) static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub(crate) const REPLAYED: HeaderName = idempotent_protocol::IDEMPOTENT_REPLAYED;
 
 /// The stored response, as a response with `Idempotent-Replayed: true`. A record without
 /// headers (written by the Spring aspect) replays as JSON.
@@ -29,7 +29,7 @@ pub(super) fn replay(stored: &StoredResponse) -> Response {
             );
         }
     }
-    headers.insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
     response
 }
 
