@@ -124,8 +124,15 @@ impl RetryPolicy {
     /// assert_eq!(floors, [1, 2, 4, 8, 8, 8]);
     /// ```
     pub fn backoff_floor(&self, retry: u32) -> Duration {
-        let factor = 2u32.checked_pow(retry).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
+        // Doubling until the cap: at most ~94 steps from 1 ns to `Duration::MAX`.
+        let mut floor = self.base;
+        for _ in 0..retry {
+            if floor.is_zero() || floor >= self.cap {
+                break;
+            }
+            floor = floor.saturating_mul(2);
+        }
+        floor.min(self.cap)
     }
 
     /// The delay before retry number `retry`, given the `Retry-After` of the failed attempt's
@@ -268,6 +275,11 @@ mod tests {
         assert_eq!(policy.backoff(40), Duration::MAX);
         let zero = RetryPolicy::new().base(Duration::ZERO);
         assert_eq!(zero.backoff(3), Duration::ZERO);
+        assert_eq!(zero.backoff_floor(u32::MAX), Duration::ZERO);
+        // A base of one nanosecond still reaches the cap after enough retries.
+        let tiny = RetryPolicy::new().base(Duration::from_nanos(1));
+        assert_eq!(tiny.backoff_floor(10), Duration::from_nanos(1024));
+        assert_eq!(tiny.backoff_floor(40), DEFAULT_CAP);
         assert_eq!(RetryPolicy::new().backoff_floor(1000), DEFAULT_CAP);
     }
 
