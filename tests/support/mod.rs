@@ -2,5 +2,6 @@
 //! Shared helpers for the behaviour tests.
 
 pub mod app;
+pub mod faulty_proxy;
 pub mod orders;
 pub mod redis;
