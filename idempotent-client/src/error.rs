@@ -139,9 +139,9 @@ impl Error {
         }
     }
 
-    /// The idempotency key the request was sent with (or was given, if it was invalid).
+    /// The idempotency key the request was sent with, or the invalid key it was given.
     /// Sending the same request again with this key later is safe: the server runs it at
-    /// most once.
+    /// most once. Empty when the request could not be built and was given no key.
     pub fn key(&self) -> &str {
         &self.key
     }
