@@ -140,7 +140,10 @@ async fn send_order(
                     line.id = order.get("id").cloned();
                     (line, None)
                 }
-                Err(e) => (line, Some(format!("reading the order: {e}"))),
+                Err(e) => {
+                    let why = format!("order with key {:?}: reading it: {e}", line.key);
+                    (line, Some(why))
+                }
             }
         }
         Err(error) => {
@@ -150,7 +153,8 @@ async fn send_order(
                 id: None,
                 attempts: error.attempts(),
             };
-            (line, Some(error.to_string()))
+            // The error names the key and the attempts.
+            (line, Some(format!("order: {error}")))
         }
     }
 }
@@ -189,7 +193,7 @@ pub(crate) async fn run(args: &Args, out: &mut impl Write, err: &mut impl Write)
     while let Some((line, problem)) = sent.next().await {
         all_created &= line.created();
         if let Some(problem) = problem {
-            let _ = writeln!(err, "order {}: {problem}", line.key);
+            let _ = writeln!(err, "{problem}");
         }
         let printed = serde_json::to_string(&line)
             .map_err(std::io::Error::other)
