@@ -94,9 +94,7 @@ pub mod __private;
 mod engine;
 mod etag;
 mod extract;
-pub mod fingerprint;
 mod idempotency;
-pub mod key;
 pub mod layer;
 pub mod metrics;
 mod policy;
@@ -113,6 +111,10 @@ pub use layer::{IdempotencyLayer, IdempotencyService};
 pub use policy::{
     DEFAULT_HEADER, DEFAULT_LOCK_TTL, DEFAULT_MAX_WAIT, DEFAULT_TTL, OnConflict, Policy,
 };
+
+// The key's rules and the fingerprint are `idempotent-protocol`'s, which clients share.
+#[doc(inline)]
+pub use idempotent_protocol::{fingerprint, key};
 
 /// Re-exported for implementors of [`store::IdempotencyStore`].
 pub use async_trait::async_trait;

@@ -79,7 +79,7 @@ pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(60);
 /// The default `max_wait` of `on_conflict = "wait"`: ten seconds.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 /// The default header: `Idempotency-Key`.
-pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+pub const DEFAULT_HEADER: HeaderName = idempotent_protocol::IDEMPOTENCY_KEY;
 
 impl Default for Policy {
     fn default() -> Self {

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod faulty_proxy;
 pub mod orders;
 pub mod redis;
 pub mod varnish;

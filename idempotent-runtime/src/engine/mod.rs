@@ -91,11 +91,12 @@ where
                 ),
             ));
         }
-        Err(KeyError::Invalid(why)) => {
+        // `KeyError::Invalid`, and whatever else a newer protocol may refuse a key for.
+        Err(invalid) => {
             return Ok(problem(
                 ProblemCode::KeyInvalid,
                 &format!(
-                    "Invalid idempotency header {}: {why}",
+                    "Invalid idempotency header {}: {invalid}",
                     display_header(&policy.header)
                 ),
             ));

@@ -12,7 +12,7 @@ use crate::policy::Policy;
 use crate::store::StoredResponse;
 
 /// `Idempotent-Replayed`, on every replayed response.
-pub(crate) static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub(crate) const REPLAYED: HeaderName = idempotent_protocol::IDEMPOTENT_REPLAYED;
 
 /// What HTTP caching asks of one keyed request's answers; `None` (no work at all) for a
 /// request that is not a read on a route without the options.
@@ -124,7 +124,7 @@ pub(super) fn replay(stored: &StoredResponse, caching: Option<&Caching>) -> Resp
         }
     }
     let Some(caching) = caching else {
-        headers.insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+        headers.insert(REPLAYED, HeaderValue::from_static("true"));
         return with(stored.status, headers, Body::from(stored.body.clone()));
     };
     // A record stored before the route had the option, or by the Spring aspect.
@@ -132,7 +132,7 @@ pub(super) fn replay(stored: &StoredResponse, caching: Option<&Caching>) -> Resp
     let mut response = if caching.not_modified(headers.get(ETAG)) {
         not_modified(&headers, true)
     } else {
-        headers.insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+        headers.insert(REPLAYED, HeaderValue::from_static("true"));
         with(stored.status, headers, Body::from(stored.body.clone()))
     };
     caching.add_vary(response.headers_mut());
@@ -149,7 +149,7 @@ fn not_modified(headers: &HeaderMap, replayed: bool) -> Response {
         }
     }
     if replayed {
-        kept.insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+        kept.insert(REPLAYED, HeaderValue::from_static("true"));
     }
     with(StatusCode::NOT_MODIFIED, kept, Body::empty())
 }

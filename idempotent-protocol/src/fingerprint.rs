@@ -59,7 +59,7 @@ impl TypedFingerprint {
     /// The typed fingerprint of requests whose body deserialises into `T`.
     ///
     /// ```
-    /// use idempotent_runtime::fingerprint::{Fingerprint, TypedFingerprint};
+    /// use idempotent_protocol::fingerprint::{Fingerprint, TypedFingerprint};
     ///
     /// #[derive(serde::Serialize, serde::Deserialize)]
     /// struct NewCharge {
@@ -89,7 +89,7 @@ impl TypedFingerprint {
     }
 
     /// The body read as its type, with its fingerprint; `None` if it does not deserialise.
-    pub(crate) fn read(&self, body: &[u8]) -> Option<TypedBody> {
+    pub fn read(&self, body: &[u8]) -> Option<TypedBody> {
         (self.hash)(body)
     }
 }
@@ -168,9 +168,9 @@ impl serde_json::ser::Formatter for JacksonFormatter {
     }
 }
 
-/// The fingerprint of a body in `mode` (the typed mode falls back to [`Fingerprint::Json`];
-/// the engine reads a typed body itself, to hand the value on).
-pub(crate) fn fingerprint_in(mode: Fingerprint, headers: &HeaderMap, body: &[u8]) -> String {
+/// The fingerprint of a body in `mode`. The typed mode falls back to [`Fingerprint::Json`]
+/// here: [`TypedFingerprint::read`] reads a typed body and hands its value on.
+pub fn fingerprint_in(mode: Fingerprint, headers: &HeaderMap, body: &[u8]) -> String {
     match mode {
         Fingerprint::Canonical => canonical(headers, body),
         Fingerprint::Json | Fingerprint::Typed(_) => fingerprint(headers, body),

@@ -1,5 +1,18 @@
 //! The idempotency key: reading it from the request, the RFC 8941 quoted form, validation.
-//! The key a record is stored under is a [`StoreKey`](crate::store::StoreKey).
+//!
+//! A server reads the key of a request with [`from_headers`]; a client checks a key it was
+//! given with [`parse`] before it sends anything, so that it never sends a request the server
+//! would refuse with 400 `idempotency_key_invalid`.
+//!
+//! ```
+//! use idempotent_protocol::key::{self, KeyError};
+//!
+//! assert_eq!(key::parse(b"order-42").as_deref(), Ok("order-42"));
+//! // The IETF draft's form, an RFC 8941 string, is unquoted.
+//! assert_eq!(key::parse(br#""a \"b\"""#).as_deref(), Ok(r#"a "b""#));
+//! assert!(matches!(key::parse(b""), Err(KeyError::Invalid(_))));
+//! assert!(matches!(key::parse("caf\u{e9}".as_bytes()), Err(KeyError::Invalid(_))));
+//! ```
 
 use http::{HeaderMap, HeaderName};
 
@@ -15,6 +28,18 @@ pub enum KeyError {
     /// The header is present but not a valid key; the text says why.
     Invalid(&'static str),
 }
+
+impl std::fmt::Display for KeyError {
+    /// `the header is absent`, or why the key is invalid (`the key is empty`, ...).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::Missing => f.write_str("the header is absent"),
+            KeyError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
 
 /// Read and validate the key in header `name`.
 ///
