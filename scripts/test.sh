@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace (but the benchmarks'). The tests start their own private
 # servers on free loopback ports: redis-server (and redis-cli) for the Redis tests, varnishd
-# for the HTTP-cache flow. This script installs what is missing from Debian's packages,
-# without starting any system service.
+# for the HTTP-cache flow; the Spring-parity tests compile a small Java program against
+# Jackson. This script installs what is missing from Debian's packages, without starting any
+# system service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
+command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+[ -e /usr/share/java/jackson-databind.jar ] || missing+=(libjackson2-databind-java)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian's ${missing[*]} for the tests" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -16,9 +16,12 @@
 //! kept, byte for byte. `storedAt` (milliseconds since the Unix epoch) and `token` (the claim
 //! that completed it) are optional.
 //!
-//! A PROCESSING record is `{"state":"PROCESSING","token":"…","bodyHash":…}`, always with
-//! `state` and `token` first (the Redis store recognises a claim's own record by that
-//! beginning); it never carries `statusCode`.
+//! A PROCESSING record is `{"state":"PROCESSING","token":"…","bodyHash":…,"statusCode":409,"body":"…"}`,
+//! always with `state` and `token` first (the Redis store recognises a claim's own record by
+//! that beginning). This crate reads it by its `state`; its `statusCode` and `body` (the 409
+//! `idempotency_request_in_progress` problem) are for a Spring `@Idempotent` aspect sharing
+//! the store, which reads every record as a `CachedResponse`: it replays the 409 to its
+//! client, who retries, instead of failing on a null status.
 
 use std::fmt;
 use std::sync::Arc;
@@ -186,6 +189,8 @@ impl Record {
                 state: PROCESSING,
                 token: token.as_str(),
                 body_hash: fingerprint.as_deref(),
+                status_code: 409,
+                body: IN_FLIGHT_BODY,
             }),
             Record::Completed(response) => Self::completed_json(response),
         };
@@ -311,13 +316,28 @@ const BASE64: &str = "base64";
 type Text<'a> = std::borrow::Cow<'a, str>;
 
 /// A PROCESSING record, as written.
+/// A PROCESSING record, as written. Its `statusCode` and `body` are for a Spring aspect
+/// sharing the store, which reads any record as a `CachedResponse`: it sees the key in
+/// flight (a 409 problem, replayed to its client, who retries) rather than a response with
+/// a null status. This crate reads the record by its `state`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ProcessingOut<'a> {
     state: &'a str,
     token: &'a str,
     body_hash: Option<&'a str>,
+    status_code: u16,
+    body: &'a str,
 }
+
+/// The body of the 409 a Spring aspect replays from a PROCESSING record: the problem this
+/// crate answers in that case.
+const IN_FLIGHT_BODY: &str = concat!(
+    r#"{"type":"https://docs.rs/idempotent-runtime/latest/idempotent_runtime/problem/enum.ProblemCode.html#variant.RequestInProgress","#,
+    r#""title":"Request in progress","status":409,"#,
+    r#""detail":"A request with this idempotency key is still being processed","#,
+    r#""code":"idempotency_request_in_progress"}"#
+);
 
 /// A completed record, as written.
 #[derive(Serialize)]
@@ -523,14 +543,21 @@ mod tests {
     }
 
     #[test]
-    fn processing_record_round_trips_and_has_no_status() {
+    fn a_processing_record_round_trips_and_reads_as_a_409_to_spring() {
         let record = Record::Processing {
             token: Token::generate(),
-            fingerprint: None,
+            fingerprint: Some("ab".repeat(32)),
         };
         let json = record.to_json();
-        assert!(!std::str::from_utf8(&json).unwrap().contains("statusCode"));
         assert_eq!(Record::from_json(&json).unwrap(), record);
+        // What the Spring aspect's `CachedResponse` reads: a status, and a problem body.
+        let spring: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(spring["statusCode"], 409);
+        assert_eq!(spring["bodyHash"], "ab".repeat(32));
+        let body: serde_json::Value =
+            serde_json::from_str(spring["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["code"], "idempotency_request_in_progress");
+        assert_eq!(body["status"], 409);
     }
 
     #[test]

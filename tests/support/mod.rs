@@ -6,4 +6,5 @@ pub mod backend;
 pub mod faulty_proxy;
 pub mod orders;
 pub mod redis;
+pub mod spring;
 pub mod varnish;
