@@ -15,7 +15,14 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use idempotent_runtime::fingerprint::{compact_json, fingerprint};
+use idempotent_runtime::fingerprint::{TypedFingerprint, canonical, compact_json, fingerprint};
+
+/// The DTO of the typed-fingerprint benchmark.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Charge {
+    amount: i64,
+    currency: Option<String>,
+}
 use idempotent_runtime::key;
 use idempotent_runtime::record::{Record, StoredResponse, Token};
 use idempotent_runtime::store::memory::MemoryStore;
@@ -135,6 +142,19 @@ fn fingerprints(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(small.len() as u64));
     group.bench_function("json/14B", |b| {
         b.iter(|| fingerprint(black_box(&json_headers), black_box(&small)))
+    });
+    // The modes on a two-field DTO, as `POST /charges` receives it.
+    let charge = br#"{"currency":"EUR","amount":100}"#.to_vec();
+    group.throughput(Throughput::Bytes(charge.len() as u64));
+    group.bench_function("json/charge", |b| {
+        b.iter(|| fingerprint(black_box(&json_headers), black_box(&charge)))
+    });
+    group.bench_function("canonical/charge", |b| {
+        b.iter(|| canonical(black_box(&json_headers), black_box(&charge)))
+    });
+    let typed = TypedFingerprint::of::<Charge>();
+    group.bench_function("typed/charge", |b| {
+        b.iter(|| typed.read(black_box(&charge)).map(|read| read.fingerprint))
     });
     for (label, size) in [("1KiB", 1024), ("64KiB", 64 * 1024)] {
         let body = json_body(size);
