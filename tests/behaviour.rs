@@ -57,6 +57,18 @@ impl Harness {
         request
     }
 
+    /// A keyed `POST` of `body` as it is written, as JSON.
+    async fn send_raw(&self, path: &str, key: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.server.url(path))
+            .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+
     async fn send(&self, path: &str, key: Option<&str>, body: Value) -> reqwest::Response {
         self.post(path, key, &body).send().await.expect("request")
     }
@@ -985,27 +997,20 @@ async fn a_record_stored_without_a_tag_gets_one_on_replay(path: Path, kind: Stor
 
 async fn a_typed_fingerprint_ignores_key_order_and_undeclared_fields(path: Path, kind: Store) {
     let (h, store) = Harness::start(path, kind).await;
-    let send = |body: &'static str| {
-        h.http
-            .post(h.server.url("/charges"))
-            .header("Idempotency-Key", "typed-1")
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
-    let first = send(r#"{"currency":"EUR","amount":100}"#).await.unwrap();
+    let send = |body: &'static str| h.send_raw("/charges", "typed-1", body);
+    let first = send(r#"{"currency":"EUR","amount":100}"#).await;
     assert_eq!(first.status(), 201);
     let first = json_of(first).await;
     for same in [
         r#"{"amount":100,"currency":"EUR"}"#,
         r#"{ "amount": 100, "note": "not declared", "currency": "EUR" }"#,
     ] {
-        let replay = send(same).await.unwrap();
+        let replay = send(same).await;
         assert_eq!(replay.headers()["idempotent-replayed"], "true", "{same}");
         assert_eq!(json_of(replay).await, first);
     }
     for other in [r#"{"amount":100}"#, r#"{"amount":101,"currency":"EUR"}"#] {
-        assert_eq!(send(other).await.unwrap().status(), 422, "{other}");
+        assert_eq!(send(other).await.status(), 422, "{other}");
     }
     // The fingerprint is the value as Jackson writes it.
     let Some(Record::Completed(stored)) = store.get("idempotency:charges:typed-1") else {
@@ -1017,14 +1022,8 @@ async fn a_typed_fingerprint_ignores_key_order_and_undeclared_fields(path: Path,
     );
     // A body that does not deserialise: the extractor's rejection, the key released.
     let bad = h
-        .http
-        .post(h.server.url("/charges"))
-        .header("Idempotency-Key", "typed-2")
-        .header("content-type", "application/json")
-        .body(r#"{"amount":"many"}"#)
-        .send()
-        .await
-        .unwrap();
+        .send_raw("/charges", "typed-2", r#"{"amount":"many"}"#)
+        .await;
     assert!(bad.status().is_client_error());
     assert!(store.get("idempotency:charges:typed-2").is_none());
     assert_eq!(h.runs(), 1);

@@ -17,7 +17,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use idempotent_runtime::Idempotency;
 use serde_json::Value;
-use support::app::{Server, client, eventually};
+use support::app::{Server, client, eventually, get_json};
 use support::varnish::Varnish;
 
 /// What reached the origin: the request's `If-None-Match`, and the status it answered.
@@ -62,15 +62,9 @@ async fn a_cdn_caches_per_key_and_revalidates_with_304_without_running_the_handl
             .send()
     };
     let reports_run = || async {
-        let stats: Value = http
-            .get(origin.url("/stats"))
-            .send()
-            .await
+        get_json(&origin.url("/stats")).await["reports"]
+            .as_u64()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats["reports"].as_u64().unwrap()
     };
     let reached = |path: &str| {
         seen.lock()

@@ -9,7 +9,7 @@ mod support;
 
 use idempotent_runtime::Idempotency;
 use serde_json::{Value, json};
-use support::app::{Server, client};
+use support::app::{Server, client, get_json};
 
 async fn start() -> Server {
     Server::start(orders::app(
@@ -20,14 +20,7 @@ async fn start() -> Server {
 }
 
 async fn stats(server: &Server) -> Value {
-    client()
-        .get(server.url("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&server.url("/stats")).await
 }
 
 #[tokio::test]

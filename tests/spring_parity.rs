@@ -18,7 +18,7 @@ use idempotent_runtime::fingerprint::{TypedFingerprint, canonical, fingerprint, 
 use idempotent_runtime::store::redis::RedisStore;
 use idempotent_runtime::store::{Claim, IdempotencyStore, StoreKey, Token};
 use serde_json::{Value, json};
-use support::app::{Server, client};
+use support::app::{Server, client, get_json};
 use support::redis::RedisServer;
 use support::spring;
 
@@ -166,14 +166,7 @@ async fn a_record_written_here_is_replayed_by_the_aspect_and_one_written_by_the_
         .await
         .unwrap();
     assert_eq!(reused.status(), 422);
-    let stats: Value = http
-        .get(server.url("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(&server.url("/stats")).await;
     assert_eq!(stats["charges"], 1, "only the Rust-written charge ran here");
 }
 

@@ -37,6 +37,18 @@ impl Drop for Server {
     }
 }
 
+/// `GET url` as JSON (e.g. the example's `/stats`).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// A client that never pools across tests and fails fast.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
