@@ -422,6 +422,23 @@ mod tests {
     }
 
     #[test]
+    fn typed_honours_serde_renames_as_java_names() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Payout {
+            amount_cents: i64,
+            account_id: String,
+        }
+        let read = TypedFingerprint::of::<Payout>()
+            .read(br#"{"accountId":"a-1","amountCents":5}"#)
+            .map(|t| t.fingerprint);
+        assert_eq!(
+            read,
+            Some(sha256_hex(br#"{"amountCents":5,"accountId":"a-1"}"#))
+        );
+    }
+
+    #[test]
     fn plus_json_and_raw_fallbacks() {
         let h = json_headers("application/problem+json");
         assert_eq!(fingerprint(&h, b"[1, 2]"), sha256_hex(b"[1,2]"));
