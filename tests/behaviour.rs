@@ -1,5 +1,6 @@
-//! Every row of the README's behaviour table over real HTTP, on every store (memory, and
-//! Redis on a private `redis-server`) and on both paths: `#[idempotent]` and the middleware
+//! Every row of the README's behaviour table over real HTTP, on every store (memory, Redis
+//! on a private `redis-server`, and DynamoDB on a moto server shared by the file's tests,
+//! a table each) and on both paths: `#[idempotent]` and the middleware
 //! with a `Policy` (see `every_store_and_path!` below).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
@@ -811,6 +812,8 @@ macro_rules! every_store_and_path {
         every_store_and_path!(@on memory_by_layer, Memory, Layer; $($name),*);
         every_store_and_path!(@on redis_by_macro, Redis, Macro; $($name),*);
         every_store_and_path!(@on redis_by_layer, Redis, Layer; $($name),*);
+        every_store_and_path!(@on dynamodb_by_macro, DynamoDb, Macro; $($name),*);
+        every_store_and_path!(@on dynamodb_by_layer, DynamoDb, Layer; $($name),*);
     };
     (@on $module:ident, $store:ident, $path:ident; $($name:ident),*) => {
         mod $module {

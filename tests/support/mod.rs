@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod backend;
+pub mod dynamodb;
 pub mod orders;
 pub mod redis;

@@ -25,7 +25,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(5);
 /// port the kernel hands out meanwhile (to `bind(0)` or to an outgoing connection) can take
 /// the place of a server that is restarted on its old port. Each process starts at its own
 /// offset and skips ports that are in use.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     const FIRST: usize = 20_000;
     const SPAN: usize = 12_000;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -53,7 +53,7 @@ fn fresh_dir() -> PathBuf {
     dir
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .arg(sig)
         .arg(pid.to_string())
