@@ -271,7 +271,7 @@ impl DynamoStore {
                         shared.table
                     )));
                 }
-                return Err(self.failure("describing the table", error));
+                return Err(self.failure("DescribeTable", error));
             }
         };
         let keys = table.as_ref().map(|t| t.key_schema()).unwrap_or_default();
@@ -345,7 +345,7 @@ impl DynamoStore {
                 match error.as_service_error() {
                     // It exists already (or is being created by another process).
                     Some(CreateTableError::ResourceInUseException(_)) => false,
-                    _ => return Err(self.failure("creating the table", error)),
+                    _ => return Err(self.failure("CreateTable", error)),
                 }
             }
         };
@@ -368,7 +368,7 @@ impl DynamoStore {
                 .table_name(&shared.table)
                 .send()
                 .await
-                .map_err(|e| self.failure("describing the table", e))?
+                .map_err(|e| self.failure("DescribeTable", e))?
                 .table
                 .and_then(|t| t.table_status);
             if status == Some(TableStatus::Active) {
@@ -399,7 +399,7 @@ impl DynamoStore {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| self.failure("enabling TTL", e)),
+                .map_err(|e| self.failure("UpdateTimeToLive", e)),
             Err(e) => Err(StoreError::with_source(
                 "dynamodb: building the TTL settings",
                 e,
