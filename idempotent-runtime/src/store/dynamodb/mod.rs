@@ -153,6 +153,23 @@ const TABLE_POLL_EVERY: Duration = Duration::from_millis(200);
 ///
 /// See the [module docs](self) for the table, what is stored, the round trips and outage
 /// behaviour. Cloning is cheap and shares the client.
+///
+/// ```no_run
+/// # async fn start(client: aws_sdk_dynamodb::Client) -> Result<(), idempotent_runtime::store::StoreError> {
+/// use std::time::Duration;
+/// use idempotent_runtime::Idempotency;
+/// use idempotent_runtime::store::dynamodb::{DynamoOptions, DynamoStore};
+///
+/// let options = DynamoOptions::default()
+///     .partition_key("id")
+///     .timeout(Duration::from_millis(200));
+/// let store = DynamoStore::with_options(client, "idempotency", options)?;
+/// store.create_table().await?; // development only: creates it if missing
+/// let idem = Idempotency::new(store);
+/// # drop(idem);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct DynamoStore {
     shared: Arc<Shared>,
