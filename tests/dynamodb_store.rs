@@ -25,7 +25,9 @@ use idempotent_runtime::store::{
 };
 use serde_json::json;
 use support::app::{Server, client, problem_code};
-use support::dynamodb::{self as moto, MotoServer, store_in_fresh_table};
+use support::dynamodb::{
+    self as moto, MotoServer, PATIENT, store_in_fresh_table, store_in_fresh_table_with,
+};
 use support::orders::{AppState, Path};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -455,7 +457,7 @@ async fn exactly_one_of_32_concurrent_claims_wins() {
     let table = moto::table_name("race");
     // moto answers one request at a time: 32 at once may take longer than the default
     // timeout, which is not what is tested here.
-    let options = DynamoOptions::default().timeout(Duration::from_secs(10));
+    let options = DynamoOptions::default().timeout(PATIENT);
     let one = DynamoStore::with_options(server.client(), &table, options.clone()).unwrap();
     assert!(one.create_table().await.unwrap());
     let other = DynamoStore::with_options(server.client(), &table, options).unwrap();
@@ -558,7 +560,7 @@ async fn each_operation_is_one_request() {
 
 /// The orders app over `store` on the macro path, and what its store sent per request.
 async fn app_over(store: DynamoStore) -> (Server, AppState, Idempotency) {
-    let idem = Idempotency::new(store);
+    let idem = Idempotency::new(store).store_timeout(PATIENT);
     let state = AppState::default();
     let app = Path::Macro.app(idem.clone()).with_state(state.clone());
     (Server::start(app).await, state, idem)
@@ -803,7 +805,8 @@ async fn the_table_helpers_create_check_and_refuse_clearly() {
     let table = moto::table_name("renamed");
     let options = DynamoOptions::default()
         .partition_key("id")
-        .expiry_attribute("ttl");
+        .expiry_attribute("ttl")
+        .timeout(PATIENT);
     let store = DynamoStore::with_options(server.client(), &table, options).unwrap();
     assert!(store.create_table().await.unwrap());
     let key = "idempotency:orders:renamed";
@@ -858,7 +861,9 @@ async fn time_to_resume(store: &DynamoStore, within: Duration) -> (Duration, usi
 #[tokio::test]
 async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() {
     let mut server = MotoServer::start();
-    let store = store_in_fresh_table(server.client(), "killed").await;
+    // The default timeout: it is what is tested.
+    let store =
+        store_in_fresh_table_with(server.client(), "killed", DynamoOptions::default()).await;
     let timeout = DynamoOptions::default().timeout;
     assert!(is_claimed(
         &store
@@ -905,7 +910,8 @@ async fn a_killed_server_is_an_error_within_the_timeout_and_the_store_resumes() 
 async fn a_frozen_server_times_out_and_the_store_resumes_when_it_thaws() {
     let server = MotoServer::start();
     let (client, requests) = server.counting_client();
-    let store = store_in_fresh_table(client, "frozen").await;
+    // The default timeout: it is what is tested.
+    let store = store_in_fresh_table_with(client, "frozen", DynamoOptions::default()).await;
     let timeout = DynamoOptions::default().timeout;
     let warm = claim(MINUTE);
     assert!(is_claimed(

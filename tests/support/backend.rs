@@ -17,7 +17,7 @@ use super::redis::RedisServer;
 /// Python, so that 32 concurrent claims can take longer than the engine's default 300 ms
 /// deadline; the behaviour tests are about behaviour, and the deadline is tested against
 /// moto in `tests/dynamodb_store.rs`.
-const DYNAMODB_DEADLINE: Duration = Duration::from_secs(5);
+const DYNAMODB_DEADLINE: Duration = super::dynamodb::PATIENT;
 /// Which store a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {

@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::config::{
     BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
 };
 use aws_sdk_dynamodb::error::BoxError;
-use idempotent_runtime::store::dynamodb::DynamoStore;
+use idempotent_runtime::store::dynamodb::{DynamoOptions, DynamoStore};
 
 use super::redis::{free_port, signal};
 
@@ -61,6 +61,18 @@ fn moto_server() -> PathBuf {
         ),
     }
 }
+
+/// moto's `moto_server`, run by the Python of its virtualenv, with requests served one at
+/// a time. moto's own server serves each request on a thread of its own, and its DynamoDB
+/// checks a write's condition and then writes without a lock, so that two concurrent
+/// conditional writes of one item can both succeed there (seen under load), where DynamoDB
+/// applies them one after the other. Serving one request at a time gives the tests
+/// DynamoDB's guarantee; moto answers with `Connection: close`, so no client can hold the
+/// server up between requests.
+const SERVE_ONE_AT_A_TIME: &str = "import sys, moto.server as s
+serve = s.run_simple
+s.run_simple = lambda *a, **k: serve(*a, **{**k, 'threaded': False})
+s.main(sys.argv[1:])";
 
 fn log_path(port: u16) -> PathBuf {
     std::env::temp_dir().join(format!("idempotent-moto-{}-{port}.log", std::process::id()))
@@ -99,8 +111,9 @@ impl MotoServer {
             .try_clone()
             .map_err(|e| format!("cannot share the log file: {e}"))?;
         let program = moto_server();
-        let mut child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p"])
+        let python = program.with_file_name("python3");
+        let mut child = Command::new(&python)
+            .args(["-c", SERVE_ONE_AT_A_TIME, "-H", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .stdin(Stdio::null())
             .stdout(log)
@@ -108,7 +121,9 @@ impl MotoServer {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot run {} ({e}): run `bash scripts/test.sh`, which installs moto[server]",
+                    "cannot run {} ({e}), the interpreter of {}: run `bash scripts/test.sh`, \
+                     which installs moto[server] into a virtualenv",
+                    python.display(),
                     program.display()
                 )
             });
@@ -271,10 +286,25 @@ pub fn table_name(what: &str) -> String {
     )
 }
 
-/// A store in a fresh table of `server` (made with [`DynamoStore::create_table`]), over
-/// `client`.
+/// A store timeout for tests that are not about the timeout: moto answers in milliseconds,
+/// but on a loaded machine a request (a 400 KB one above all) can take longer than the
+/// default 250 ms.
+pub const PATIENT: Duration = Duration::from_secs(10);
+
+/// A store in a fresh table (made with [`DynamoStore::create_table`]), over `client`, with
+/// the [`PATIENT`] timeout.
 pub async fn store_in_fresh_table(client: aws_sdk_dynamodb::Client, what: &str) -> DynamoStore {
-    let store = DynamoStore::new(client, table_name(what));
+    store_in_fresh_table_with(client, what, DynamoOptions::default().timeout(PATIENT)).await
+}
+
+/// A store in a fresh table, over `client`, with `options`.
+pub async fn store_in_fresh_table_with(
+    client: aws_sdk_dynamodb::Client,
+    what: &str,
+    options: DynamoOptions,
+) -> DynamoStore {
+    let store = DynamoStore::with_options(client, table_name(what), options)
+        .unwrap_or_else(|e| panic!("a store: {e}"));
     let created = store
         .create_table()
         .await
