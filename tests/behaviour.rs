@@ -520,7 +520,7 @@ async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced(path: Path, k
     // (on a store that renews, see `a_handler_running_past_its_lock_ttl_keeps_its_claim`).
     let backend = Backend::start(kind).await;
     let store = FaultyStore::over(&backend);
-    let idem = Idempotency::new(store.clone());
+    let idem = Idempotency::new(store.clone()).store_timeout(backend.deadline());
     let h = Arc::new(Harness::new(idem.clone(), path).await);
     let first = {
         let h = h.clone();
@@ -671,7 +671,7 @@ impl IdempotencyStore for FaultyStore {
 async fn store_outage_fails_open_or_closed_per_route(path: Path, kind: Store) {
     let backend = Backend::start(kind).await;
     let store = FaultyStore::over(&backend);
-    let idem = Idempotency::new(store.clone()).store_timeout(Duration::from_millis(100));
+    let idem = Idempotency::new(store.clone()).store_timeout(backend.short_deadline());
     let h = Harness::new(idem.clone(), path).await;
     for mode in [DOWN, HUNG] {
         store.mode.store(mode, Ordering::SeqCst);

@@ -95,10 +95,24 @@ impl Backend {
     /// An `Idempotency` over this store, with the default settings (but the DynamoDB
     /// backend's longer deadline).
     pub fn idempotency(&self) -> Idempotency {
-        let idem = Idempotency::from_arc(self.store());
+        Idempotency::from_arc(self.store()).store_timeout(self.deadline())
+    }
+
+    /// The store deadline `idempotency` sets: the engine's default, and longer for moto.
+    pub fn deadline(&self) -> Duration {
         match self.look {
-            Look::DynamoDb { .. } => idem.store_timeout(DYNAMODB_DEADLINE),
-            _ => idem,
+            Look::DynamoDb { .. } => DYNAMODB_DEADLINE,
+            _ => idempotent_runtime::DEFAULT_STORE_TIMEOUT,
+        }
+    }
+
+    /// A store deadline short enough for a test to wait out a hung store, and long enough for
+    /// this store's healthy calls on a loaded machine: 100 ms, and 1 s for moto (Python, one
+    /// request at a time).
+    pub fn short_deadline(&self) -> Duration {
+        match self.look {
+            Look::DynamoDb { .. } => Duration::from_secs(1),
+            _ => Duration::from_millis(100),
         }
     }
 
