@@ -19,7 +19,7 @@
 //!
 //! Environment: `UPSTREAM` (required: `http://host:port`), `BIND` (default
 //! `127.0.0.1:8080`), `LOCK_TTL` (a duration such as `"1s"`; default `"60s"`), and the
-//! store: `REDIS_URL` for Redis, else the in-memory store.
+//! store: `DYNAMODB_TABLE` for DynamoDB, else `REDIS_URL` for Redis, else the in-memory store.
 
 use std::time::Duration;
 

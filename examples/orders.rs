@@ -5,9 +5,12 @@
 //! ```text
 //! cargo run --example orders                                  # in-memory store
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example orders  # shared Redis store
+//! DYNAMODB_TABLE=idempotency AWS_REGION=us-east-1 cargo run --example orders  # DynamoDB
 //! ```
 //!
-//! Environment: `BIND` (default `127.0.0.1:3000`), `REDIS_URL` (optional),
+//! Environment: `BIND` (default `127.0.0.1:3000`), `DYNAMODB_TABLE` (optional, with the AWS
+//! SDK's settings: `AWS_REGION`, credentials, `AWS_ENDPOINT_URL_DYNAMODB`; the table is
+//! created when missing), `REDIS_URL` (optional),
 //! `ORDERS_DELAY_MS` (optional: the orders handler sleeps this long, for concurrency tests).
 
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 #[path = "shared/mod.rs"]
-mod shared;
+pub(crate) mod shared;
 
 #[derive(Clone, Default)]
 pub(crate) struct AppState {

@@ -1,5 +1,6 @@
-//! Every row of the README's behaviour table over real HTTP, on every store (memory, and
-//! Redis on a private `redis-server`) and on both paths: `#[idempotent]` and the middleware
+//! Every row of the README's behaviour table over real HTTP, on every store (memory, Redis
+//! on a private `redis-server`, and DynamoDB on a moto server shared by the file's tests,
+//! a table each) and on both paths: `#[idempotent]` and the middleware
 //! with a `Policy` (see `every_store_and_path!` below).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
@@ -564,7 +565,7 @@ async fn an_expired_lock_is_taken_over_and_the_old_owner_is_fenced(path: Path, k
     // (on a store that renews, see `a_handler_running_past_its_lock_ttl_keeps_its_claim`).
     let backend = Backend::start(kind).await;
     let store = FaultyStore::over(&backend);
-    let idem = Idempotency::new(store.clone());
+    let idem = Idempotency::new(store.clone()).store_timeout(backend.deadline());
     let h = Arc::new(Harness::new(idem.clone(), path).await);
     let first = {
         let h = h.clone();
@@ -715,7 +716,7 @@ impl IdempotencyStore for FaultyStore {
 async fn store_outage_fails_open_or_closed_per_route(path: Path, kind: Store) {
     let backend = Backend::start(kind).await;
     let store = FaultyStore::over(&backend);
-    let idem = Idempotency::new(store.clone()).store_timeout(Duration::from_millis(100));
+    let idem = Idempotency::new(store.clone()).store_timeout(backend.short_deadline());
     let h = Harness::new(idem.clone(), path).await;
     for mode in [DOWN, HUNG] {
         store.mode.store(mode, Ordering::SeqCst);
@@ -1066,6 +1067,8 @@ macro_rules! every_store_and_path {
         every_store_and_path!(@on memory_by_layer, Memory, Layer; $($name),*);
         every_store_and_path!(@on redis_by_macro, Redis, Macro; $($name),*);
         every_store_and_path!(@on redis_by_layer, Redis, Layer; $($name),*);
+        every_store_and_path!(@on dynamodb_by_macro, DynamoDb, Macro; $($name),*);
+        every_store_and_path!(@on dynamodb_by_layer, DynamoDb, Layer; $($name),*);
     };
     (@on $module:ident, $store:ident, $path:ident; $($name:ident),*) => {
         mod $module {

@@ -149,6 +149,20 @@ impl Idempotency {
         ))
     }
 
+    /// A DynamoDB store in `table`, over the app's SDK `client`, shared by every process
+    /// that uses the same table. Checks that the table exists and has the expected key (one
+    /// `DescribeTable`), so that an app that starts without its store finds out at once.
+    /// See [`DynamoStore`](crate::store::dynamodb::DynamoStore).
+    #[cfg(feature = "dynamodb")]
+    pub async fn dynamodb(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+    ) -> Result<Self, crate::store::StoreError> {
+        let store = crate::store::dynamodb::DynamoStore::new(client, table);
+        store.check_table().await?;
+        Ok(Self::new(store))
+    }
+
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::make_mut(&mut self.inner)
     }

@@ -86,6 +86,9 @@
 //! [`Idempotency::memory`] (one process) and, with the `redis` feature,
 //! [`Idempotency::redis`] / [`Idempotency::redis_cluster`] (shared by many processes). Any
 //! type implementing [`store::IdempotencyStore`] can be used with [`Idempotency::new`].
+//!
+//! With the `dynamodb` feature, [`Idempotency::dynamodb`] keeps records in a DynamoDB table,
+//! over the app's AWS SDK client (see [`store::dynamodb`]).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,15 +1,23 @@
 //! The stores the behaviour suite runs on, each with a way to look inside it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use idempotent_runtime::Idempotency;
 use idempotent_runtime::record::Record;
-use idempotent_runtime::store::IdempotencyStore;
+use idempotent_runtime::store::dynamodb::{DynamoOptions, DynamoStore};
 use idempotent_runtime::store::memory::MemoryStore;
 use idempotent_runtime::store::redis::RedisStore;
+use idempotent_runtime::store::{IdempotencyStore, StoreKey};
 
+use super::dynamodb::{self as moto, MotoServer};
 use super::redis::RedisServer;
 
+/// The store deadline of the DynamoDB backend. moto serves requests one after another in
+/// Python, so that 32 concurrent claims can take longer than the engine's default 300 ms
+/// deadline; the behaviour tests are about behaviour, and the deadline is tested against
+/// moto in `tests/dynamodb_store.rs`.
+const DYNAMODB_DEADLINE: Duration = super::dynamodb::PATIENT;
 /// Which store a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
@@ -17,6 +25,8 @@ pub enum Store {
     Memory,
     /// A Redis store on a private `redis-server` started for the test.
     Redis,
+    /// A DynamoDB store in a fresh table of the test binary's shared moto server.
+    DynamoDb,
 }
 
 /// A store under test, kept alive (with its server) as long as this value.
@@ -28,6 +38,11 @@ pub struct Backend {
 enum Look {
     Memory(MemoryStore),
     Redis(RedisServer),
+    /// The shared server's endpoint and the table.
+    DynamoDb {
+        endpoint: String,
+        table: String,
+    },
 }
 
 impl Backend {
@@ -51,6 +66,24 @@ impl Backend {
                     look: Look::Redis(server),
                 }
             }
+            Store::DynamoDb => {
+                let server = moto::shared();
+                let table = moto::table_name("behaviour");
+                let options = DynamoOptions::default().timeout(DYNAMODB_DEADLINE);
+                let store = DynamoStore::with_options(server.client(), &table, options)
+                    .unwrap_or_else(|e| panic!("a store on {table}: {e}"));
+                store
+                    .create_table()
+                    .await
+                    .unwrap_or_else(|e| panic!("create table {table}: {e}"));
+                Backend {
+                    store: Arc::new(store),
+                    look: Look::DynamoDb {
+                        endpoint: server.endpoint(),
+                        table,
+                    },
+                }
+            }
         }
     }
 
@@ -59,9 +92,28 @@ impl Backend {
         self.store.clone()
     }
 
-    /// An `Idempotency` over this store, with the default settings.
+    /// An `Idempotency` over this store, with the default settings (but the DynamoDB
+    /// backend's longer deadline).
     pub fn idempotency(&self) -> Idempotency {
-        Idempotency::from_arc(self.store())
+        Idempotency::from_arc(self.store()).store_timeout(self.deadline())
+    }
+
+    /// The store deadline `idempotency` sets: the engine's default, and longer for moto.
+    pub fn deadline(&self) -> Duration {
+        match self.look {
+            Look::DynamoDb { .. } => DYNAMODB_DEADLINE,
+            _ => idempotent_runtime::DEFAULT_STORE_TIMEOUT,
+        }
+    }
+
+    /// A store deadline short enough for a test to wait out a hung store, and long enough for
+    /// this store's healthy calls on a loaded machine: 100 ms, and 1 s for moto (Python, one
+    /// request at a time).
+    pub fn short_deadline(&self) -> Duration {
+        match self.look {
+            Look::DynamoDb { .. } => Duration::from_secs(1),
+            _ => Duration::from_millis(100),
+        }
     }
 
     /// The live record under `key` (a store key's string form), read directly.
@@ -72,6 +124,17 @@ impl Backend {
                 Record::from_json(&bytes)
                     .unwrap_or_else(|e| panic!("the record under {key} does not decode: {e}"))
             }),
+            Look::DynamoDb { endpoint, table } => {
+                let (endpoint, table) = (endpoint.clone(), table.clone());
+                let key = StoreKey::parse(key).unwrap_or_else(|| panic!("{key} is no store key"));
+                moto::on_own_runtime(move || async move {
+                    let client = MotoServer::client_for(&endpoint);
+                    DynamoStore::new(client, &table)
+                        .get(&key)
+                        .await
+                        .unwrap_or_else(|e| panic!("reading {key} in {table}: {e}"))
+                })
+            }
         }
     }
 
@@ -80,6 +143,21 @@ impl Backend {
         match &self.look {
             Look::Memory(store) => store.is_empty(),
             Look::Redis(server) => server.dbsize() == 0,
+            // Any item, live or expired.
+            Look::DynamoDb { endpoint, table } => {
+                let (endpoint, table) = (endpoint.clone(), table.clone());
+                moto::on_own_runtime(move || async move {
+                    MotoServer::client_for(&endpoint)
+                        .scan()
+                        .table_name(&table)
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("scanning {table}: {e}"))
+                        .count
+                        == 0
+                })
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod dynamodb;
 pub mod faulty_proxy;
 pub mod orders;
 pub mod redis;

@@ -88,6 +88,8 @@ pub use crate::record::{Record, StoredResponse, Token};
 pub use error::{StoreError, StoreErrorKind};
 pub use key::StoreKey;
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod error;
 mod key;
 pub mod memory;
