@@ -1,7 +1,7 @@
 //! Entity tags and `If-None-Match` (RFC 9110 §8.8.3, §13.1.2), as far as a replay needs them.
 
 use http::HeaderValue;
-use sha2::{Digest, Sha256};
+use idempotent_protocol::fingerprint::sha256_hex;
 
 /// One entity tag: whether it is weak, and its opaque tag without the quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,20 +44,15 @@ impl<'a> EntityTag<'a> {
     }
 }
 
-/// The strong entity tag of a body: its SHA-256, in lowercase hex, quoted.
+/// The strong entity tag of a body: its SHA-256, in lowercase hex (the fingerprint's
+/// digest), quoted.
 pub(crate) fn of_body(body: &[u8]) -> HeaderValue {
-    let mut tag = [0u8; 66];
-    tag[0] = b'"';
-    tag[65] = b'"';
     #[expect(
         clippy::expect_used,
-        reason = "a 32-byte digest is exactly 64 hex digits, and a quoted run of hex digits is a valid header value"
+        reason = "a quoted run of hex digits is a valid header value"
     )]
-    {
-        hex::encode_to_slice(Sha256::digest(body), &mut tag[1..65])
-            .expect("a 32-byte digest fills 64 hex digits exactly");
-        HeaderValue::from_bytes(&tag).expect("quoted hex digits are a valid header value")
-    }
+    HeaderValue::try_from(format!("\"{}\"", sha256_hex(body)))
+        .expect("quoted hex digits are a valid header value")
 }
 
 /// What the `If-None-Match` fields of a request say about a response whose entity tag is
