@@ -20,8 +20,7 @@ use axum::http::{self, HeaderValue, StatusCode};
 use idempotent_runtime::Idempotency;
 use idempotent_runtime::store::dynamodb::{DynamoOptions, DynamoStore};
 use idempotent_runtime::store::{
-    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreErrorKind, StoreKey, StoredResponse,
-    Token,
+    ClaimOutcome, Fence, IdempotencyStore, Record, StoreErrorKind, StoredResponse, Token,
 };
 use serde_json::json;
 use support::app::{Server, client, problem_code};
@@ -29,46 +28,12 @@ use support::dynamodb::{
     self as moto, MotoServer, PATIENT, store_in_fresh_table, store_in_fresh_table_with,
 };
 use support::orders::{AppState, Path};
+use support::store_contract::{
+    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, response, sk,
+};
 
-const MINUTE: Duration = Duration::from_secs(60);
-const HOUR: Duration = Duration::from_secs(3600);
 /// What a loaded machine may add to a bound under test.
 const SLACK: Duration = Duration::from_secs(2);
-
-fn sk(key: &str) -> StoreKey {
-    StoreKey::parse(key).expect("a store key")
-}
-
-fn claim(lock_ttl: Duration) -> Claim {
-    Claim::new(Token::generate(), None, lock_ttl)
-}
-
-fn hashed_claim(fingerprint: &str) -> Claim {
-    Claim::new(Token::generate(), Some(fingerprint.to_owned()), MINUTE)
-}
-
-fn response(body: &'static str) -> StoredResponse {
-    StoredResponse::new(
-        StatusCode::CREATED,
-        Some(vec![(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )]),
-        Bytes::from_static(body.as_bytes()),
-        None,
-    )
-}
-
-fn is_claimed(outcome: &ClaimOutcome) -> bool {
-    matches!(outcome, ClaimOutcome::Claimed)
-}
-
-fn processing_token(outcome: &ClaimOutcome) -> Option<&Token> {
-    match outcome {
-        ClaimOutcome::Existing(Record::Processing { token, .. }) => Some(token),
-        _ => None,
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -411,44 +376,6 @@ async fn an_expired_item_that_is_still_there_counts_as_absent() {
             .unwrap(),
         Fence::Applied
     );
-}
-
-/// 32 claims of one key at once, from `stores` (separate clients, as separate processes
-/// would have): exactly one wins, and every other one sees the winner's record.
-async fn race(stores: &[Arc<dyn IdempotencyStore>], key: &str) {
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let store = stores[i % stores.len()].clone();
-            let key = key.to_owned();
-            tokio::spawn(async move {
-                let claim = claim(MINUTE);
-                let outcome = store
-                    .claim(&sk(&key), &claim)
-                    .await
-                    .unwrap_or_else(|e| panic!("claim {key}: {e}"));
-                (claim.token, outcome)
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap());
-    }
-    let winners: Vec<&Token> = results
-        .iter()
-        .filter(|(_, o)| is_claimed(o))
-        .map(|(t, _)| t)
-        .collect();
-    assert_eq!(winners.len(), 1, "exactly one claim wins on {key}");
-    for (_, outcome) in &results {
-        if !is_claimed(outcome) {
-            assert_eq!(
-                processing_token(outcome),
-                Some(winners[0]),
-                "losers see the winner's lock"
-            );
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

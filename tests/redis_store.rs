@@ -15,57 +15,17 @@ use axum::body::Bytes;
 use axum::http::{self, HeaderValue, StatusCode};
 use idempotent_runtime::store::redis::{RedisClusterStore, RedisOptions, RedisStore};
 use idempotent_runtime::store::{
-    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreKey, StoredResponse, Token,
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoredResponse, Token,
 };
 use support::redis::{Monitor, Redis62Proxy, RedisCluster, RedisServer};
-
-const MINUTE: Duration = Duration::from_secs(60);
-const HOUR: Duration = Duration::from_secs(3600);
-
-/// The store key whose string form is `key`.
-#[expect(
-    clippy::expect_used,
-    reason = "the tests name their keys in the store key form"
-)]
-fn sk(key: &str) -> StoreKey {
-    StoreKey::parse(key).expect("a store key")
-}
-
-fn claim(lock_ttl: Duration) -> Claim {
-    Claim::new(Token::generate(), None, lock_ttl)
-}
-
-fn hashed_claim(fingerprint: &str) -> Claim {
-    Claim::new(Token::generate(), Some(fingerprint.to_owned()), MINUTE)
-}
-
-fn response(body: &'static str) -> StoredResponse {
-    StoredResponse::new(
-        StatusCode::CREATED,
-        Some(vec![(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )]),
-        Bytes::from_static(body.as_bytes()),
-        None,
-    )
-}
+use support::store_contract::{
+    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, response, sk,
+};
 
 async fn connect(server: &RedisServer) -> RedisStore {
     RedisStore::connect(&server.url())
         .await
         .unwrap_or_else(|e| panic!("connect to {}: {e}", server.url()))
-}
-
-fn is_claimed(outcome: &ClaimOutcome) -> bool {
-    matches!(outcome, ClaimOutcome::Claimed)
-}
-
-fn processing_token(outcome: &ClaimOutcome) -> Option<&Token> {
-    match outcome {
-        ClaimOutcome::Existing(Record::Processing { token, .. }) => Some(token),
-        _ => None,
-    }
 }
 
 #[tokio::test]
@@ -296,44 +256,6 @@ async fn a_late_finisher_stores_if_nobody_claimed_since() {
             assert_eq!(&r.body[..], br#"{"late":true}"#)
         }
         other => panic!("expected the late result, got {other:?}"),
-    }
-}
-
-/// 32 claims of one key at once, from `stores` (separate connections, as separate processes
-/// would have): exactly one wins, and every other one sees the winner's record.
-async fn race(stores: &[Arc<dyn IdempotencyStore>], key: &str) {
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let store = stores[i % stores.len()].clone();
-            let key = key.to_owned();
-            tokio::spawn(async move {
-                let claim = claim(MINUTE);
-                let outcome = store
-                    .claim(&sk(&key), &claim)
-                    .await
-                    .unwrap_or_else(|e| panic!("claim {key}: {e}"));
-                (claim.token, outcome)
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap_or_else(|e| panic!("claim task: {e}")));
-    }
-    let winners: Vec<&Token> = results
-        .iter()
-        .filter(|(_, o)| is_claimed(o))
-        .map(|(t, _)| t)
-        .collect();
-    assert_eq!(winners.len(), 1, "exactly one claim wins on {key}");
-    for (_, outcome) in &results {
-        if !is_claimed(outcome) {
-            assert_eq!(
-                processing_token(outcome),
-                Some(winners[0]),
-                "losers see the winner's lock"
-            );
-        }
     }
 }
 

@@ -8,4 +8,5 @@ pub mod faulty_proxy;
 pub mod orders;
 pub mod redis;
 pub mod spring;
+pub mod store_contract;
 pub mod varnish;
