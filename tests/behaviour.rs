@@ -754,7 +754,7 @@ async fn store_outage_fails_open_or_closed_per_route(path: Path, kind: Store) {
 }
 
 async fn a_handler_running_past_its_lock_ttl_keeps_its_claim(path: Path, kind: Store) {
-    // The memory store renews leases: the running handler's lock (300 ms) is extended every
+    // Every store here renews leases: the running handler's lock (300 ms) is extended every
     // 150 ms, so a retry long after the first lock_ttl still finds the key taken.
     let store = Backend::start(kind).await;
     let idem = store.idempotency();
