@@ -228,3 +228,28 @@ async fn charges_are_fingerprinted_as_their_type() {
     assert_eq!(none.json::<Value>().await.unwrap()["currency"], Value::Null);
     assert_eq!(stats(&server).await["charges"], 2);
 }
+
+#[tokio::test]
+async fn the_store_is_chosen_by_the_environment_and_database_url_is_refused_clearly() {
+    let with = |set: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            set.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let (_, store) = orders::shared::store_from(with(&[])).await.unwrap();
+    assert_eq!(store, "memory");
+    let error = orders::shared::store_from(with(&[
+        ("DATABASE_URL", "postgres://127.0.0.1:1/x"),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+    ]))
+    .await
+    .expect_err("DATABASE_URL is refused");
+    assert!(error.contains("DATABASE_URL"), "{error}");
+    // A store named but unreachable is an error that names its variable (exit code 1).
+    let error = orders::shared::store_from(with(&[("REDIS_URL", "redis://127.0.0.1:1")]))
+        .await
+        .expect_err("an unreachable Redis is an error");
+    assert!(error.contains("REDIS_URL=redis://127.0.0.1:1"), "{error}");
+}

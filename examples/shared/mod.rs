@@ -1,6 +1,7 @@
 //! What the examples share: their logs, and their store, chosen by the environment
 //! (DynamoDB when `DYNAMODB_TABLE` is set, else Redis when `REDIS_URL` is set, else the
-//! in-memory store).
+//! in-memory store). `DATABASE_URL`, which names PostgreSQL ahead of all of them, is refused
+//! with a clear error: this build has no PostgreSQL store.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
@@ -10,11 +11,25 @@ use idempotent_runtime::store::dynamodb::DynamoStore;
 /// The store the environment names, and its name for the log line. A store that cannot be
 /// reached is an error that says which variable named it.
 pub(crate) async fn store_from_env() -> Result<(Idempotency, &'static str), String> {
+    store_from(|name| std::env::var(name).ok().filter(|value| !value.is_empty())).await
+}
+
+/// The store the variables `var` reads name (a variable set to "" counts as unset).
+pub(crate) async fn store_from(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<(Idempotency, &'static str), String> {
+    // PostgreSQL comes first in the order of choice: a run that names it must not silently
+    // get another store (and no `/transfers`).
+    if var("DATABASE_URL").is_some() {
+        return Err(
+            "DATABASE_URL is set, but this build has no PostgreSQL store: unset it to \
+                    use DynamoDB (DYNAMODB_TABLE), Redis (REDIS_URL) or the in-memory store"
+                .into(),
+        );
+    }
     // DynamoDB: the SDK's own settings from the environment (`AWS_REGION`, credentials,
     // `AWS_ENDPOINT_URL_DYNAMODB` for a local server, ...).
-    if let Ok(table) = std::env::var("DYNAMODB_TABLE")
-        && !table.is_empty()
-    {
+    if let Some(table) = var("DYNAMODB_TABLE") {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .http_client(https_client())
             .load()
@@ -24,14 +39,14 @@ pub(crate) async fn store_from_env() -> Result<(Idempotency, &'static str), Stri
             .map_err(|e| format!("DYNAMODB_TABLE={table}: {e}"))?;
         return Ok((idem, "dynamodb"));
     }
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
+    match var("REDIS_URL") {
+        Some(url) => {
             let idem = Idempotency::redis(&url)
                 .await
                 .map_err(|e| format!("connecting to REDIS_URL={url}: {e}"))?;
             Ok((idem, "redis"))
         }
-        _ => Ok((Idempotency::memory(), "memory")),
+        None => Ok((Idempotency::memory(), "memory")),
     }
 }
 
