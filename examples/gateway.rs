@@ -19,7 +19,8 @@
 //!
 //! Environment: `UPSTREAM` (required: `http://host:port`), `BIND` (default
 //! `127.0.0.1:8080`), `LOCK_TTL` (a duration such as `"1s"`; default `"60s"`), and the
-//! store: `DYNAMODB_TABLE` for DynamoDB, else `REDIS_URL` for Redis, else the in-memory store.
+//! store: `DATABASE_URL` for PostgreSQL, else `DYNAMODB_TABLE` for DynamoDB, else `REDIS_URL`
+//! for Redis, else the in-memory store.
 
 use std::time::Duration;
 
@@ -146,7 +147,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if lock_ttl < Duration::from_millis(1) {
         return Err(format!("LOCK_TTL={lock_ttl:?} must be at least 1ms").into());
     }
-    let (idempotency, store) = shared::store_from_env().await?;
+    let shared::Chosen {
+        idempotency,
+        name: store,
+        ..
+    } = shared::store_from_env().await?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await

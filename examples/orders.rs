@@ -1,17 +1,22 @@
 //! The orders service: routes under `#[idempotent]` (orders, payments, notifications,
-//! charges with the typed fingerprint, and a cacheable keyed read, reports), one under the middleware with a `Policy` (refunds, no
-//! macro), and a plain stats route.
+//! charges with the typed fingerprint, and a cacheable keyed read, reports), one under the
+//! middleware with a `Policy` (refunds, no macro), with PostgreSQL transfers in the
+//! same-transaction mode, and a plain stats route.
 //!
 //! ```text
 //! cargo run --example orders                                  # in-memory store
+//! DATABASE_URL=postgres://127.0.0.1/app cargo run --example orders  # PostgreSQL, and /transfers
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example orders  # shared Redis store
 //! DYNAMODB_TABLE=idempotency AWS_REGION=us-east-1 cargo run --example orders  # DynamoDB
 //! ```
 //!
-//! Environment: `BIND` (default `127.0.0.1:3000`), `DYNAMODB_TABLE` (optional, with the AWS
-//! SDK's settings: `AWS_REGION`, credentials, `AWS_ENDPOINT_URL_DYNAMODB`; the table is
-//! created when missing), `REDIS_URL` (optional),
-//! `ORDERS_DELAY_MS` (optional: the orders handler sleeps this long, for concurrency tests).
+//! Environment: `BIND` (default `127.0.0.1:3000`), `DATABASE_URL` (optional: PostgreSQL;
+//! the tables `idempotency_keys` and `transfers` are created when missing),
+//! `DYNAMODB_TABLE` (optional, with the AWS SDK's settings: `AWS_REGION`, credentials,
+//! `AWS_ENDPOINT_URL_DYNAMODB`; the table is created when missing), `REDIS_URL` (optional),
+//! `ORDERS_DELAY_MS` (optional: the orders handler sleeps this long, for concurrency tests),
+//! `TRANSFERS_DELAY_MS` (optional: the transfers handler sleeps this long after its insert,
+//! before its transaction commits, for crash tests).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,12 +24,14 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use idempotent_runtime::store::postgres::Tx;
 use idempotent_runtime::{Idempotency, Policy, idempotent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::PgPool;
 
 #[path = "shared/mod.rs"]
 pub(crate) mod shared;
@@ -38,10 +45,27 @@ pub(crate) struct AppState {
     refunds: Arc<AtomicU64>,
     reports: Arc<AtomicU64>,
     charges: Arc<AtomicU64>,
+    transfers: Arc<AtomicU64>,
     orders_delay: Option<Duration>,
+    transfers_delay: Option<Duration>,
+    /// With PostgreSQL: the database of the transfers (and of the idempotency records).
+    pool: Option<PgPool>,
 }
 
 impl AppState {
+    /// The state of a service whose transfers live in `pool`'s database (which has the
+    /// `transfers` table).
+    #[allow(
+        dead_code,
+        reason = "the tests that include this file build their state with it"
+    )]
+    pub(crate) fn with_pool(pool: PgPool) -> Self {
+        AppState {
+            pool: Some(pool),
+            ..AppState::default()
+        }
+    }
+
     fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::SeqCst) + 1
     }
@@ -143,17 +167,93 @@ async fn get_report(State(state): State<AppState>, Path(name): Path<String>) -> 
     Json(json!({ "report": name, "id": state.next_id() }))
 }
 
-/// How many times each handler body ran. Routes this build does not serve count zero.
-async fn stats(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({
+#[derive(Deserialize)]
+struct NewTransfer {
+    amount: i64,
+}
+
+/// Create the table of the transfers if it is missing.
+pub(crate) async fn create_transfers_table(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS transfers (id bigserial PRIMARY KEY, amount bigint NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// A transfer, written in the request's transaction: the row and the idempotency record
+/// commit together (after this returns), or neither does.
+#[idempotent(key_prefix = "transfers", include_body = true, lock_ttl = "3s")]
+async fn create_transfer(
+    State(state): State<AppState>,
+    mut tx: Tx,
+    Json(req): Json<NewTransfer>,
+) -> Response {
+    state.transfers.fetch_add(1, Ordering::SeqCst);
+    if req.amount <= 0 {
+        // Not a 2xx: the transaction is rolled back and the key released.
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "amount must be positive" })),
+        )
+            .into_response();
+    }
+    let inserted =
+        sqlx::query_scalar::<_, i64>("INSERT INTO transfers (amount) VALUES ($1) RETURNING id")
+            .bind(req.amount)
+            .fetch_one(&mut *tx)
+            .await;
+    let id = match inserted {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(%error, "inserting a transfer failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "the transfer could not be written" })),
+            )
+                .into_response();
+        }
+    };
+    if let Some(delay) = state.transfers_delay {
+        tokio::time::sleep(delay).await;
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "amount": req.amount })),
+    )
+        .into_response()
+}
+
+/// How many times each handler body ran (routes this build does not serve count zero), and
+/// with PostgreSQL how many transfer rows there are.
+async fn stats(State(state): State<AppState>) -> Response {
+    let mut stats = json!({
         "orders": state.orders.load(Ordering::SeqCst),
         "payments": state.payments.load(Ordering::SeqCst),
         "notifications": state.notifications.load(Ordering::SeqCst),
         "refunds": state.refunds.load(Ordering::SeqCst),
-        "transfers": 0,
+        "transfers": state.transfers.load(Ordering::SeqCst),
         "reports": state.reports.load(Ordering::SeqCst),
         "charges": state.charges.load(Ordering::SeqCst),
-    }))
+    });
+    if let Some(pool) = &state.pool {
+        let rows = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM transfers")
+            .fetch_one(pool)
+            .await;
+        match rows {
+            Ok(rows) => stats["transfer_rows"] = json!(rows),
+            Err(error) => {
+                tracing::error!(%error, "counting the transfers failed");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": "the transfers could not be counted" })),
+                )
+                    .into_response();
+            }
+        }
+    }
+    Json(stats).into_response()
 }
 
 pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
@@ -162,7 +262,11 @@ pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
         .key_prefix("refunds")
         .include_body(true)
         .mandatory(true);
-    Router::new()
+    let mut router = Router::new();
+    if state.pool.is_some() {
+        router = router.route("/transfers", post(create_transfer));
+    }
+    router
         .route("/orders", post(create_order))
         .route("/payments", post(create_payment))
         .route("/notifications", post(send_notification))
@@ -181,23 +285,38 @@ pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     shared::init_tracing();
 
-    let (idempotency, store) = shared::store_from_env().await?;
-    let orders_delay =
-        match std::env::var("ORDERS_DELAY_MS") {
-            Ok(ms) if !ms.is_empty() => Some(Duration::from_millis(ms.parse().map_err(|e| {
-                format!("ORDERS_DELAY_MS={ms} is not a number of milliseconds: {e}")
-            })?)),
-            _ => None,
-        };
+    let shared::Chosen {
+        idempotency,
+        name: store,
+        pool,
+    } = shared::store_from_env().await?;
+    if let Some(pool) = &pool {
+        create_transfers_table(pool)
+            .await
+            .map_err(|e| format!("creating the table transfers: {e}"))?;
+    }
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .map_err(|e| format!("binding {bind}: {e}"))?;
     let state = AppState {
-        orders_delay,
+        orders_delay: delay_from_env("ORDERS_DELAY_MS")?,
+        transfers_delay: delay_from_env("TRANSFERS_DELAY_MS")?,
+        pool,
         ..AppState::default()
     };
     tracing::info!(addr = %listener.local_addr()?, store, "orders example ready");
     axum::serve(listener, app(idempotency, state)).await?;
     Ok(())
+}
+
+/// The delay an optional variable names, in milliseconds.
+fn delay_from_env(name: &str) -> Result<Option<Duration>, String> {
+    match std::env::var(name) {
+        Ok(ms) if !ms.is_empty() => ms
+            .parse()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|e| format!("{name}={ms} is not a number of milliseconds: {e}")),
+        _ => Ok(None),
+    }
 }

@@ -1,31 +1,52 @@
 //! What the examples share: their logs, and their store, chosen by the environment
-//! (DynamoDB when `DYNAMODB_TABLE` is set, else Redis when `REDIS_URL` is set, else the
-//! in-memory store). `DATABASE_URL`, which names PostgreSQL ahead of all of them, is refused
-//! with a clear error: this build has no PostgreSQL store.
+//! (PostgreSQL when `DATABASE_URL` is set, else DynamoDB when `DYNAMODB_TABLE` is set, else
+//! Redis when `REDIS_URL` is set, else the in-memory store).
+
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use idempotent_runtime::Idempotency;
 use idempotent_runtime::store::dynamodb::DynamoStore;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
-/// The store the environment names, and its name for the log line. A store that cannot be
-/// reached is an error that says which variable named it.
-pub(crate) async fn store_from_env() -> Result<(Idempotency, &'static str), String> {
+/// The store an example runs on.
+pub(crate) struct Chosen {
+    pub(crate) idempotency: Idempotency,
+    /// Its name, for the log line.
+    pub(crate) name: &'static str,
+    /// With PostgreSQL, the pool (the orders example's transfers live in the same database).
+    #[allow(dead_code, reason = "the gateway example has no use for it")]
+    pub(crate) pool: Option<PgPool>,
+}
+
+/// The store the environment names. A store that cannot be reached is an error that says
+/// which variable named it.
+pub(crate) async fn store_from_env() -> Result<Chosen, String> {
     store_from(|name| std::env::var(name).ok().filter(|value| !value.is_empty())).await
 }
 
 /// The store the variables `var` reads name (a variable set to "" counts as unset).
-pub(crate) async fn store_from(
-    var: impl Fn(&str) -> Option<String>,
-) -> Result<(Idempotency, &'static str), String> {
-    // PostgreSQL comes first in the order of choice: a run that names it must not silently
-    // get another store (and no `/transfers`).
+pub(crate) async fn store_from(var: impl Fn(&str) -> Option<String>) -> Result<Chosen, String> {
+    let chosen = |idempotency, name| Chosen {
+        idempotency,
+        name,
+        pool: None,
+    };
     if var("DATABASE_URL").is_some() {
-        return Err(
-            "DATABASE_URL is set, but this build has no PostgreSQL store: unset it to \
-                    use DynamoDB (DYNAMODB_TABLE), Redis (REDIS_URL) or the in-memory store"
-                .into(),
-        );
+        // The URL may carry a password: the error names the variable, not its value.
+        let url = var("DATABASE_URL").unwrap_or_default();
+        let pool = postgres_pool(&url)
+            .await
+            .map_err(|e| format!("connecting to DATABASE_URL: {e}"))?;
+        let idempotency = Idempotency::postgres(pool.clone())
+            .await
+            .map_err(|e| format!("DATABASE_URL: {e}"))?;
+        return Ok(Chosen {
+            idempotency,
+            name: "postgres",
+            pool: Some(pool),
+        });
     }
     // DynamoDB: the SDK's own settings from the environment (`AWS_REGION`, credentials,
     // `AWS_ENDPOINT_URL_DYNAMODB` for a local server, ...).
@@ -37,17 +58,29 @@ pub(crate) async fn store_from(
         let idem = dynamodb(&config, &table)
             .await
             .map_err(|e| format!("DYNAMODB_TABLE={table}: {e}"))?;
-        return Ok((idem, "dynamodb"));
+        return Ok(chosen(idem, "dynamodb"));
     }
     match var("REDIS_URL") {
         Some(url) => {
             let idem = Idempotency::redis(&url)
                 .await
                 .map_err(|e| format!("connecting to REDIS_URL={url}: {e}"))?;
-            Ok((idem, "redis"))
+            Ok(chosen(idem, "redis"))
         }
-        None => Ok((Idempotency::memory(), "memory")),
+        None => Ok(chosen(Idempotency::memory(), "memory")),
     }
+}
+
+/// A pool on `url` as a service would size it: connections are not pinged before each use
+/// (a broken one fails one call, an outage the store handles, and is replaced), and a
+/// checkout waits at most two seconds.
+pub(crate) async fn postgres_pool(url: &str) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(2))
+        .test_before_acquire(false)
+        .connect(url)
+        .await
 }
 
 /// The HTTP client of the examples' AWS SDK: hyper with rustls and ring (HTTPS for AWS, plain

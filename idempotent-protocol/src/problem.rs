@@ -78,6 +78,11 @@ pub enum ProblemCode {
     /// registered (a bug of the server: `.layer(Idempotency::memory())` or another store is
     /// missing on its router).
     NotConfigured,
+    /// 500 `idempotency_transaction_failed`: the handler ran in the request's database
+    /// transaction (the same-transaction mode) and that transaction could not be committed
+    /// with its idempotency record, so neither the handler's writes nor the record were kept.
+    /// The key was released: a retry with the same key runs the handler again.
+    TransactionFailed,
 }
 
 /// The address of the page that explains `ProblemCode::$variant`.
@@ -92,7 +97,7 @@ macro_rules! type_uri {
 
 impl ProblemCode {
     /// Every code, in the order of the documentation.
-    pub const ALL: [ProblemCode; 10] = [
+    pub const ALL: [ProblemCode; 11] = [
         ProblemCode::KeyMissing,
         ProblemCode::KeyInvalid,
         ProblemCode::BodyTooLarge,
@@ -103,6 +108,7 @@ impl ProblemCode {
         ProblemCode::HandlerPanicked,
         ProblemCode::ResponseBodyUnreadable,
         ProblemCode::NotConfigured,
+        ProblemCode::TransactionFailed,
     ];
 
     /// The machine-readable `code`.
@@ -118,6 +124,7 @@ impl ProblemCode {
             ProblemCode::HandlerPanicked => "idempotency_handler_panicked",
             ProblemCode::ResponseBodyUnreadable => "idempotency_response_body_unreadable",
             ProblemCode::NotConfigured => "idempotency_not_configured",
+            ProblemCode::TransactionFailed => "idempotency_transaction_failed",
         }
     }
 
@@ -133,7 +140,8 @@ impl ProblemCode {
             ProblemCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::HandlerPanicked
             | ProblemCode::ResponseBodyUnreadable
-            | ProblemCode::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            | ProblemCode::NotConfigured
+            | ProblemCode::TransactionFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -150,6 +158,7 @@ impl ProblemCode {
             ProblemCode::HandlerPanicked => type_uri!(HandlerPanicked),
             ProblemCode::ResponseBodyUnreadable => type_uri!(ResponseBodyUnreadable),
             ProblemCode::NotConfigured => type_uri!(NotConfigured),
+            ProblemCode::TransactionFailed => type_uri!(TransactionFailed),
         }
     }
 
@@ -166,6 +175,7 @@ impl ProblemCode {
             ProblemCode::HandlerPanicked
             | ProblemCode::ResponseBodyUnreadable
             | ProblemCode::NotConfigured => "Internal server error",
+            ProblemCode::TransactionFailed => "Transaction failed",
         }
     }
 }

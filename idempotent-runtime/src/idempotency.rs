@@ -163,6 +163,20 @@ impl Idempotency {
         Ok(Self::new(store))
     }
 
+    /// A PostgreSQL store in the table `idempotency_keys` of `pool`'s database, shared by
+    /// every process that uses the same table. Creates the table if it is missing (so that an
+    /// app that starts without its database finds out at once) and starts the removal of
+    /// expired records in the background. See
+    /// [`PostgresStore`](crate::store::postgres::PostgresStore) for other tables and settings,
+    /// and [`Tx`](crate::store::postgres::Tx) for the same-transaction mode.
+    #[cfg(feature = "postgres")]
+    pub async fn postgres(pool: sqlx::PgPool) -> Result<Self, crate::store::StoreError> {
+        let store = crate::store::postgres::PostgresStore::new(pool);
+        store.create_table().await?;
+        store.start_cleanup();
+        Ok(Self::new(store))
+    }
+
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::make_mut(&mut self.inner)
     }

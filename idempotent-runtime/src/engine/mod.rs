@@ -8,6 +8,7 @@ mod detach;
 mod lease;
 mod reconcile;
 pub(crate) mod replay;
+mod unit;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -30,7 +31,8 @@ use crate::metrics::Metrics;
 use crate::policy::{OnConflict, PolicyRef};
 use crate::problem::{ProblemCode, problem, problem_retry_after};
 use crate::store::{
-    Claim, ClaimOutcome, Fence, Record, StoreError, StoreErrorKind, StoreKey, StoredResponse, Token,
+    Claim, ClaimOutcome, Fence, Record, StoreError, StoreErrorKind, StoreKey, StoredResponse,
+    Token, UnitOfWork,
 };
 
 /// The largest pause between two polls of a running duplicate (`on_conflict = "wait"`).
@@ -255,16 +257,21 @@ where
     }
 
     /// Run the handler, detached from the connection and with its panics caught, whether
-    /// or not the request owns a claim; then complete or release the claim.
+    /// or not the request owns a claim; then complete or release the claim (and commit or
+    /// roll back the handler's transaction, if the store lent it one and it took it).
     async fn execute(self, owner: Option<Owner>) -> Result<Response, E> {
         let Job {
             inner,
             policy,
-            request,
+            mut request,
             handler,
         } = self;
         if owner.is_some() {
             Metrics::bump(&inner.metrics.executions);
+        }
+        let unit = inner.store.unit_of_work();
+        if let Some(unit) = &unit {
+            unit.lend(request.extensions_mut());
         }
         detach::Detached::new(Box::pin(async move {
             // Pinned where it is made: the handler's future can be large, and is not moved again.
@@ -275,12 +282,12 @@ where
                 }
                 None => running.await,
             };
+            // The handler's transaction, if it took one.
+            let unit = unit.filter(|unit| unit.begun());
             let response = match outcome {
                 Ok(Ok(response)) => response,
                 Ok(Err(error)) => {
-                    if let Some(owner) = &owner {
-                        release(&inner, &owner.claim).await;
-                    }
+                    abandon(&inner, unit, owner.as_ref()).await;
                     return Err(error);
                 }
                 Err(_) => {
@@ -288,31 +295,50 @@ where
                         key_prefix = &*policy.key_prefix,
                         "idempotency: the handler panicked"
                     );
-                    if let Some(owner) = &owner {
-                        release(&inner, &owner.claim).await;
-                    }
+                    abandon(&inner, unit, owner.as_ref()).await;
                     return Ok(problem(
                         ProblemCode::HandlerPanicked,
                         "The request handler failed.",
                     ));
                 }
             };
-            let Some(owner) = owner else {
+            if !response.status().is_success() {
+                abandon(&inner, unit, owner.as_ref()).await;
                 return Ok(response);
-            };
-            if response.status().is_success() {
-                Ok(complete(&inner, &policy, owner, response).await)
-            } else {
-                release(&inner, &owner.claim).await;
-                Ok(response)
+            }
+            match (owner, unit) {
+                (Some(owner), unit) => Ok(complete(&inner, &policy, owner, response, unit).await),
+                (None, Some(unit)) => {
+                    Ok(unit::commit_unowned(&inner, &policy, unit, response).await)
+                }
+                (None, None) => Ok(response),
             }
         }))
         .await
     }
 }
 
-/// Store a 2xx response for replay and return it.
-async fn complete(inner: &Inner, policy: &PolicyRef, owner: Owner, response: Response) -> Response {
+/// Roll back the handler's transaction, if it took one, and release the claim, if the
+/// request owns one: nothing of the request is kept, so a retry runs it again.
+async fn abandon(inner: &Inner, unit: Option<Box<dyn UnitOfWork>>, owner: Option<&Owner>) {
+    if let Some(unit) = unit {
+        unit::roll_back(inner, &*unit).await;
+    }
+    if let Some(owner) = owner {
+        release(inner, &owner.claim).await;
+    }
+}
+
+/// Store a 2xx response for replay and return it. With the handler's transaction, the
+/// record is written in it and committed with the handler's writes; if that fails, nothing
+/// was kept and the answer says so.
+async fn complete(
+    inner: &Inner,
+    policy: &PolicyRef,
+    owner: Owner,
+    response: Response,
+    unit: Option<Box<dyn UnitOfWork>>,
+) -> Response {
     let (mut parts, body) = response.into_parts();
     let bytes = match body::collect_limited(body, inner.max_response_size).await {
         Collected::Whole(bytes) => bytes,
@@ -321,14 +347,27 @@ async fn complete(inner: &Inner, policy: &PolicyRef, owner: Owner, response: Res
             tracing::warn!(
                 key_prefix = &*policy.key_prefix,
                 limit = inner.max_response_size,
-                "idempotency: response too large to store; the key is released"
+                "idempotency: response too large to store; the key is released{}",
+                if unit.is_some() {
+                    " and the request's transaction rolled back"
+                } else {
+                    ""
+                }
             );
-            release(inner, &owner.claim).await;
+            let transactional = unit.is_some();
+            abandon(inner, unit, Some(&owner)).await;
+            if transactional {
+                return problem(
+                    ProblemCode::TransactionFailed,
+                    "The response is too large to be stored with the request's transaction; \
+                     nothing was kept.",
+                );
+            }
             return Response::from_parts(parts, body);
         }
         Collected::Failed(error) => {
             tracing::error!(%error, key_prefix = &*policy.key_prefix, "idempotency: reading the handler's response body failed");
-            release(inner, &owner.claim).await;
+            abandon(inner, unit, Some(&owner)).await;
             return problem(
                 ProblemCode::ResponseBodyUnreadable,
                 "The response could not be read.",
@@ -346,33 +385,39 @@ async fn complete(inner: &Inner, policy: &PolicyRef, owner: Owner, response: Res
         owner.fingerprint,
     )
     .stored(SystemTime::now(), owner.claim.token.clone());
-    let written = within_deadline(
-        inner,
-        "storing the response",
-        inner
-            .store
-            .complete(&owner.claim.key, &owner.claim.token, stored, policy.ttl),
-    )
-    .await;
-    match written {
-        Ok(Fence::Applied) => {}
-        Ok(_) => {
-            Metrics::bump(&inner.metrics.fenced_writes);
-            tracing::warn!(
-                key_prefix = &*policy.key_prefix,
-                "idempotency: not storing the response: the key was claimed by another request \
-                 after this one's lock_ttl ran out"
-            );
+    if let Some(unit) = unit {
+        if let Err(failed) = unit::commit_owned(inner, policy, &owner.claim, &*unit, stored).await {
+            return failed;
         }
-        Err(error) if error.kind() == StoreErrorKind::TooLarge => {
-            Metrics::bump(&inner.metrics.oversized_responses);
-            tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: the store cannot hold a record this large; the key is released");
-            release(inner, &owner.claim).await;
-        }
-        Err(error) => {
-            Metrics::bump(&inner.metrics.store_errors);
-            tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: storing the response failed");
-            release(inner, &owner.claim).await;
+    } else {
+        let written = within_deadline(
+            inner,
+            "storing the response",
+            inner
+                .store
+                .complete(&owner.claim.key, &owner.claim.token, stored, policy.ttl),
+        )
+        .await;
+        match written {
+            Ok(Fence::Applied) => {}
+            Ok(_) => {
+                Metrics::bump(&inner.metrics.fenced_writes);
+                tracing::warn!(
+                    key_prefix = &*policy.key_prefix,
+                    "idempotency: not storing the response: the key was claimed by another request \
+                     after this one's lock_ttl ran out"
+                );
+            }
+            Err(error) if error.kind() == StoreErrorKind::TooLarge => {
+                Metrics::bump(&inner.metrics.oversized_responses);
+                tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: the store cannot hold a record this large; the key is released");
+                release(inner, &owner.claim).await;
+            }
+            Err(error) => {
+                Metrics::bump(&inner.metrics.store_errors);
+                tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: storing the response failed");
+                release(inner, &owner.claim).await;
+            }
         }
     }
     let response = Response::from_parts(parts, Body::from(bytes));

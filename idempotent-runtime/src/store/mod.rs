@@ -93,6 +93,8 @@ pub mod dynamodb;
 mod error;
 mod key;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -192,4 +194,72 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         let _ = (key, token, lock_ttl);
         Err(StoreError::unsupported("lease renewal"))
     }
+
+    /// A unit of work for one request: a transaction in the store's own database that the
+    /// handler can take (through the store's extractor) and that the engine commits
+    /// together with the completed record. The engine asks for one before it runs a handler
+    /// and [lends](UnitOfWork::lend) it to the request.
+    ///
+    /// The default is `None`: the store has no database a handler could write to (memory,
+    /// Redis, DynamoDB). The PostgreSQL store's (feature `postgres`) is taken with its `Tx`
+    /// extractor.
+    fn unit_of_work(&self) -> Option<Box<dyn UnitOfWork>> {
+        None
+    }
+}
+
+/// The completed record a [`UnitOfWork`] writes in its transaction before it commits.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Completion {
+    /// The key the record is stored under.
+    pub key: StoreKey,
+    /// The claim that owns the key: the write is fenced by it, as
+    /// [`complete`](IdempotencyStore::complete) is.
+    pub token: Token,
+    /// The response to store.
+    pub response: StoredResponse,
+    /// How long the record lives.
+    pub ttl: Duration,
+}
+
+impl Completion {
+    /// The completion of `key`'s claim `token` with `response`, to live for `ttl`.
+    pub fn new(key: StoreKey, token: Token, response: StoredResponse, ttl: Duration) -> Self {
+        Self {
+            key,
+            token,
+            response,
+            ttl,
+        }
+    }
+}
+
+/// A transaction lent to a handler, committed by the engine together with the request's
+/// completed record (the same-transaction mode). See
+/// [`IdempotencyStore::unit_of_work`].
+///
+/// The engine calls [`lend`](Self::lend) before the handler runs. When the handler is done,
+/// it calls [`begun`](Self::begun): if the handler never took the transaction, nothing more
+/// happens here (the record is completed as usual). Otherwise exactly one of
+/// [`commit`](Self::commit) (after a 2xx answer) or [`rollback`](Self::rollback) (after any
+/// other answer, a panic or an error).
+#[async_trait]
+pub trait UnitOfWork: Send + Sync + 'static {
+    /// Put into the request's extensions what the store's extractor takes.
+    fn lend(&self, extensions: &mut http::Extensions);
+
+    /// Whether the handler took the transaction.
+    fn begun(&self) -> bool;
+
+    /// Write `completion` in the transaction (fenced by its token, as
+    /// [`IdempotencyStore::complete`]) and commit; without a completion (a request that owns
+    /// no claim: no key on an optional route, or a store outage with `fail_open`), just
+    /// commit. When the key belongs to another claim, roll back and answer
+    /// [`Fence::Refused`]. On an error, the transaction is rolled back (or its outcome is
+    /// unknown, for an error of kind [`StoreErrorKind::Indeterminate`]).
+    async fn commit(&self, completion: Option<Completion>) -> Result<Fence, StoreError>;
+
+    /// Roll the transaction back.
+    async fn rollback(&self);
 }
