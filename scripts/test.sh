@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace (but the benchmarks'). The tests start their own private
 # servers on free loopback ports: redis-server (and redis-cli) for the Redis tests, varnishd
-# for the HTTP-cache flow, moto's server for the DynamoDB tests; the Spring-parity tests
-# compile a small Java program against Jackson. This script installs what is missing (Debian's
-# packages, without starting any system service; moto from PyPI into a virtualenv below).
+# for the HTTP-cache flow, moto's server for the DynamoDB tests, and for the PostgreSQL tests
+# clusters of their own (initdb in a temporary directory, then postgres; never the machine's
+# server); the Spring-parity tests compile a small Java program against Jackson. This script
+# installs what is missing (Debian's packages, without starting any system service; moto
+# from PyPI into a virtualenv below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,10 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 [ -e /usr/share/java/jackson-databind.jar ] || missing+=(libjackson2-databind-java)
+# Debian keeps initdb and postgres off PATH, in /usr/lib/postgresql/<version>/bin.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian's ${missing[*]} for the tests" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod dynamodb;
 pub mod faulty_proxy;
 pub mod orders;
+pub mod postgres;
 pub mod redis;
 pub mod spring;
 pub mod store_contract;
