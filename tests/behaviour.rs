@@ -1,6 +1,6 @@
 //! Every row of the README's behaviour table over real HTTP, on every store (memory, Redis
-//! on a private `redis-server`, and DynamoDB on a moto server shared by the file's tests,
-//! a table each) and on both paths: `#[idempotent]` and the middleware
+//! on a private `redis-server`, DynamoDB on a moto server shared by the file's tests, a
+//! table each, and PostgreSQL on a private cluster shared by the file's tests, a table each) and on both paths: `#[idempotent]` and the middleware
 //! with a `Policy` (see `every_store_and_path!` below).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on the spot
@@ -1069,6 +1069,8 @@ macro_rules! every_store_and_path {
         every_store_and_path!(@on redis_by_layer, Redis, Layer; $($name),*);
         every_store_and_path!(@on dynamodb_by_macro, DynamoDb, Macro; $($name),*);
         every_store_and_path!(@on dynamodb_by_layer, DynamoDb, Layer; $($name),*);
+        every_store_and_path!(@on postgres_by_macro, Postgres, Macro; $($name),*);
+        every_store_and_path!(@on postgres_by_layer, Postgres, Layer; $($name),*);
     };
     (@on $module:ident, $store:ident, $path:ident; $($name:ident),*) => {
         mod $module {

@@ -113,6 +113,17 @@ async fn payments_and_notifications() {
         "true"
     );
 
+    // Transfers need PostgreSQL (`DATABASE_URL`): without it there is no such route, and
+    // `/stats` has no `transfer_rows` (tests/postgres_crash.rs runs them).
+    let transfer = http
+        .post(server.url("/transfers"))
+        .header("Idempotency-Key", "t-1")
+        .json(&json!({"amount": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(transfer.status(), 404);
+
     assert_eq!(
         stats(&server).await,
         json!({

@@ -7,10 +7,12 @@ use idempotent_runtime::Idempotency;
 use idempotent_runtime::record::Record;
 use idempotent_runtime::store::dynamodb::{DynamoOptions, DynamoStore};
 use idempotent_runtime::store::memory::MemoryStore;
+use idempotent_runtime::store::postgres::{PostgresOptions, PostgresStore};
 use idempotent_runtime::store::redis::RedisStore;
 use idempotent_runtime::store::{IdempotencyStore, StoreKey};
 
 use super::dynamodb::{self as moto, MotoServer};
+use super::postgres as pg;
 use super::redis::RedisServer;
 
 /// The store deadline of the DynamoDB backend. moto serves requests one after another in
@@ -27,6 +29,8 @@ pub enum Store {
     Redis,
     /// A DynamoDB store in a fresh table of the test binary's shared moto server.
     DynamoDb,
+    /// A PostgreSQL store in a fresh table of the test binary's shared private cluster.
+    Postgres,
 }
 
 /// A store under test, kept alive (with its server) as long as this value.
@@ -41,6 +45,11 @@ enum Look {
     /// The shared server's endpoint and the table.
     DynamoDb {
         endpoint: String,
+        table: String,
+    },
+    /// The shared cluster's URL and the table.
+    Postgres {
+        url: String,
         table: String,
     },
 }
@@ -64,6 +73,26 @@ impl Backend {
                 Backend {
                     store: Arc::new(store),
                     look: Look::Redis(server),
+                }
+            }
+            Store::Postgres => {
+                let server = pg::shared();
+                let table = pg::table_name("behaviour");
+                let options = PostgresOptions::default()
+                    .table(&table)
+                    .cleanup_interval(None);
+                let store = PostgresStore::with_options(server.pool().await, options)
+                    .unwrap_or_else(|e| panic!("a store on {table}: {e}"));
+                store
+                    .create_table()
+                    .await
+                    .unwrap_or_else(|e| panic!("create table {table}: {e}"));
+                Backend {
+                    store: Arc::new(store),
+                    look: Look::Postgres {
+                        url: server.url(),
+                        table,
+                    },
                 }
             }
             Store::DynamoDb => {
@@ -135,6 +164,17 @@ impl Backend {
                         .unwrap_or_else(|e| panic!("reading {key} in {table}: {e}"))
                 })
             }
+            Look::Postgres { url, table } => {
+                let (url, table) = (url.clone(), table.clone());
+                let key = StoreKey::parse(key).unwrap_or_else(|| panic!("{key} is no store key"));
+                moto::on_own_runtime(move || async move {
+                    postgres_store(&url, &table)
+                        .await
+                        .get(&key)
+                        .await
+                        .unwrap_or_else(|e| panic!("reading {key} in {table}: {e}"))
+                })
+            }
         }
     }
 
@@ -158,6 +198,34 @@ impl Backend {
                         == 0
                 })
             }
+            // Any row, live or expired.
+            Look::Postgres { url, table } => {
+                let (url, table) = (url.clone(), table.clone());
+                moto::on_own_runtime(move || async move {
+                    let store = postgres_store(&url, &table).await;
+                    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT count(*) FROM {table}"
+                    )))
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("counting the rows of {table}: {e}"));
+                    rows == 0
+                })
+            }
         }
     }
+}
+
+/// A store on `table` of the cluster at `url`, on a connection of its own (for a look
+/// from another runtime).
+async fn postgres_store(url: &str, table: &str) -> PostgresStore {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    let options = PostgresOptions::default()
+        .table(table)
+        .cleanup_interval(None);
+    PostgresStore::with_options(pool, options).unwrap_or_else(|e| panic!("{table}: {e}"))
 }

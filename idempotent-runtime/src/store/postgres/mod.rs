@@ -21,7 +21,7 @@
 //!
 //! # The table
 //!
-//! `idempotency_keys` by default ([`PostgresOptions::table`]). [`Idempotency::postgres`]
+//! `idempotency_keys` by default ([`PostgresOptions::table`]). [`Idempotency::postgres`](crate::Idempotency::postgres)
 //! and [`PostgresStore::create_table`] create it (and its index) if it is missing, under an
 //! advisory lock so that processes starting together do not race; for teams that run
 //! their own migrations, this is the schema ([`PostgresStore::schema`] prints it for any
