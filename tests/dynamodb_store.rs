@@ -29,7 +29,7 @@ use support::dynamodb::{
 };
 use support::orders::{AppState, Path};
 use support::store_contract::{
-    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, response, sk,
+    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, refuses, response, sk,
 };
 
 /// What a loaded machine may add to a bound under test.
@@ -178,17 +178,7 @@ async fn complete_release_and_renew_are_fenced_by_the_token() {
     let stranger = Token::generate();
     assert!(is_claimed(&store.claim(&sk(key), &owner).await.unwrap()));
 
-    assert_eq!(
-        store
-            .complete(&sk(key), &stranger, response("{}"), HOUR)
-            .await
-            .unwrap(),
-        Fence::Refused
-    );
-    assert_eq!(
-        store.release(&sk(key), &stranger).await.unwrap(),
-        Fence::Refused
-    );
+    refuses(&store, key, &stranger).await;
     assert_eq!(
         store.renew(&sk(key), &stranger, HOUR).await.unwrap(),
         Fence::Refused

@@ -93,6 +93,19 @@ impl Example {
             .unwrap()
     }
 
+    /// A transfer sent on a task of its own, for a test that kills the example meanwhile.
+    fn transfer_in_background(
+        &self,
+        key: &'static str,
+        amount: i64,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let request = client()
+            .post(self.url("/transfers"))
+            .header("Idempotency-Key", key)
+            .json(&json!({ "amount": amount }));
+        tokio::spawn(request.send())
+    }
+
     async fn stats(&self) -> Value {
         client()
             .get(self.url("/stats"))
@@ -149,17 +162,7 @@ async fn killed_before_the_commit_nothing_is_kept_and_the_retry_runs_once() {
     let pool = server.pool().await;
     // The handler sleeps a minute after its insert: the kill lands inside its transaction.
     let mut example = Example::start(&server.url(), Some(60_000)).await;
-    let request = tokio::spawn({
-        let url = example.url("/transfers");
-        async move {
-            client()
-                .post(url)
-                .header("Idempotency-Key", "crash-1")
-                .json(&json!({"amount": 5}))
-                .send()
-                .await
-        }
-    });
+    let request = example.transfer_in_background("crash-1", 5);
     eventually(
         "the handler's insert is in its open transaction",
         Duration::from_secs(20),
@@ -234,17 +237,7 @@ async fn killed_right_after_the_commit_the_retry_replays_and_adds_no_row() {
     let pool = server.pool().await;
     // A short pause before the commit, so that the test is watching when it lands.
     let mut example = Example::start(&server.url(), Some(300)).await;
-    let request = tokio::spawn({
-        let url = example.url("/transfers");
-        async move {
-            client()
-                .post(url)
-                .header("Idempotency-Key", "crash-2")
-                .json(&json!({"amount": 7}))
-                .send()
-                .await
-        }
-    });
+    let request = example.transfer_in_background("crash-2", 7);
     // Killed the moment the commit is visible: the row and its record together.
     let committed = Instant::now();
     loop {

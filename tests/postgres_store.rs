@@ -24,7 +24,7 @@ use support::app::{Server, client, eventually, problem_code};
 use support::orders::{AppState, Path};
 use support::postgres::{self as pg, PostgresServer};
 use support::store_contract::{
-    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, response, sk,
+    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, refuses, response, sk,
 };
 
 /// A store in a fresh table of `pool`'s database, created.
@@ -42,17 +42,9 @@ async fn fresh_store(what: &str) -> PostgresStore {
     store_on(pg::shared().pool().await, what).await
 }
 
-/// The table of `store` (its name is in its `Debug`, quoted).
-fn table_of(store: &PostgresStore) -> String {
-    let debug = format!("{store:?}");
-    let start = debug.find("table: \"").unwrap() + "table: \"".len();
-    let end = debug[start..].find("\", options").unwrap();
-    debug[start..start + end].replace("\\\"", "\"")
-}
-
 /// Run `sql` on `store`'s pool, with `{t}` standing for its table.
 async fn exec(store: &PostgresStore, sql: &str) -> u64 {
-    let sql = sql.replace("{t}", &table_of(store));
+    let sql = sql.replace("{t}", &store.table());
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(store.pool())
         .await
@@ -64,7 +56,7 @@ async fn exec(store: &PostgresStore, sql: &str) -> u64 {
 async fn column(store: &PostgresStore, key: &str, expr: &str) -> Option<Option<String>> {
     let sql = format!(
         "SELECT ({expr})::text FROM {} WHERE key = $1",
-        table_of(store)
+        store.table()
     );
     sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql))
         .bind(key)
@@ -73,11 +65,25 @@ async fn column(store: &PostgresStore, key: &str, expr: &str) -> Option<Option<S
         .unwrap()
 }
 
+/// How long the row under `key` has left, in whole seconds.
+async fn seconds_left(store: &PostgresStore, key: &str) -> i64 {
+    let left = column(
+        store,
+        key,
+        "round(extract(epoch FROM expires_at - statement_timestamp()))",
+    )
+    .await;
+    left.flatten()
+        .unwrap_or_else(|| panic!("{key} has a row"))
+        .parse()
+        .unwrap()
+}
+
 /// Make the row under `key` expired, as if its time had run out.
 async fn expire(store: &PostgresStore, key: &str) {
     let sql = format!(
         "UPDATE {} SET expires_at = statement_timestamp() - interval '1 second' WHERE key = $1",
-        table_of(store)
+        store.table()
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(key)
@@ -105,13 +111,11 @@ async fn claim_complete_replay_and_the_rows_written() {
         column(&store, key, "fingerprint").await,
         Some(Some("f1".into()))
     );
-    let lock = column(
-        &store,
-        key,
-        "round(extract(epoch FROM expires_at - statement_timestamp()))",
-    )
-    .await;
-    assert_eq!(lock, Some(Some("60".into())), "the lock lives lock_ttl");
+    assert_eq!(
+        seconds_left(&store, key).await,
+        60,
+        "the lock lives lock_ttl"
+    );
 
     // A duplicate sees the PROCESSING record with the owner's token and fingerprint.
     let again = store.claim(&sk(key), &hashed_claim("f1")).await.unwrap();
@@ -150,13 +154,11 @@ async fn claim_complete_replay_and_the_rows_written() {
         column(&store, key, "header_names").await,
         Some(Some("{content-type,x-raw}".into()))
     );
-    let ttl = column(
-        &store,
-        key,
-        "round(extract(epoch FROM expires_at - statement_timestamp()))",
-    )
-    .await;
-    assert_eq!(ttl, Some(Some("3600".into())), "the record lives ttl");
+    assert_eq!(
+        seconds_left(&store, key).await,
+        3600,
+        "the record lives ttl"
+    );
 
     let ClaimOutcome::Existing(Record::Completed(replayed)) =
         store.claim(&sk(key), &claim(MINUTE)).await.unwrap()
@@ -205,17 +207,7 @@ async fn complete_release_and_renew_are_fenced_by_the_token() {
     store.claim(&sk(key), &owner).await.unwrap();
     let stranger = Token::generate();
 
-    assert_eq!(
-        store
-            .complete(&sk(key), &stranger, response("{}"), HOUR)
-            .await
-            .unwrap(),
-        Fence::Refused
-    );
-    assert_eq!(
-        store.release(&sk(key), &stranger).await.unwrap(),
-        Fence::Refused
-    );
+    refuses(&store, key, &stranger).await;
     assert_eq!(
         store.renew(&sk(key), &stranger, HOUR).await.unwrap(),
         Fence::Refused
@@ -297,17 +289,7 @@ async fn an_expired_lock_is_taken_over_and_fences_its_old_owner() {
         column(&store, key, "fingerprint").await,
         Some(Some("f2".into()))
     );
-    assert_eq!(
-        store
-            .complete(&sk(key), &old.token, response("{}"), HOUR)
-            .await
-            .unwrap(),
-        Fence::Refused
-    );
-    assert_eq!(
-        store.release(&sk(key), &old.token).await.unwrap(),
-        Fence::Refused
-    );
+    refuses(&store, key, &old.token).await;
 
     // An expired completed record is taken over the same way, and its response is gone.
     store
@@ -376,7 +358,7 @@ async fn a_late_finisher_stores_if_nobody_claimed_since() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_of_32_concurrent_claims_wins_fresh_or_expired() {
     let first = fresh_store("race").await;
-    let table = table_of(&first).trim_matches('"').to_owned();
+    let table = first.table().trim_matches('"').to_owned();
     // Four stores over four pools: as four processes would claim.
     let mut stores: Vec<Arc<dyn IdempotencyStore>> = vec![Arc::new(first.clone())];
     for _ in 0..3 {
@@ -702,7 +684,7 @@ async fn expired_rows_are_deleted_in_batches_and_live_ones_never() {
     let mut holder = pool.begin().await.unwrap();
     let sql = format!(
         "SELECT key FROM {} WHERE key = 'idempotency::old-1' FOR UPDATE",
-        table_of(&store)
+        store.table()
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(&mut *holder)
@@ -726,7 +708,7 @@ async fn expired_rows_are_deleted_in_batches_and_live_ones_never() {
         "bounded batches, the held row skipped"
     );
     let count = |sql: &'static str| {
-        let sql = sql.replace("{t}", &table_of(&store));
+        let sql = sql.replace("{t}", &store.table());
         let pool = pool.clone();
         async move {
             sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
@@ -754,7 +736,7 @@ async fn expired_rows_are_deleted_in_batches_and_live_ones_never() {
          FROM generate_series(1, 1500) g",
     )
     .await;
-    let table = table_of(&store).trim_matches('"').to_owned();
+    let table = store.table().trim_matches('"').to_owned();
     let background = PostgresStore::with_options(
         pool.clone(),
         PostgresOptions::default()

@@ -289,7 +289,7 @@ async fn a_request_whose_key_was_taken_over_is_rolled_back_and_answered_409() {
     // Its lock runs out (as if it had been paused past lock_ttl) and a retry takes over.
     let expired = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE {} SET expires_at = statement_timestamp() - interval '1 second'",
-        table_of(&h.store)
+        h.store.table()
     )))
     .execute(&h.pool)
     .await
@@ -413,12 +413,4 @@ async fn a_transactional_first_run_adds_one_statement_to_the_handlers_transactio
         1,
         "a replay: the claim"
     );
-}
-
-/// The quoted table of `store`, from its `Debug`.
-fn table_of(store: &PostgresStore) -> String {
-    let debug = format!("{store:?}");
-    let start = debug.find("table: \"").unwrap() + "table: \"".len();
-    let end = debug[start..].find("\", options").unwrap();
-    debug[start..start + end].replace("\\\"", "\"")
 }

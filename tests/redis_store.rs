@@ -19,7 +19,7 @@ use idempotent_runtime::store::{
 };
 use support::redis::{Monitor, Redis62Proxy, RedisCluster, RedisServer};
 use support::store_contract::{
-    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, response, sk,
+    HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, refuses, response, sk,
 };
 
 async fn connect(server: &RedisServer) -> RedisStore {
@@ -115,17 +115,7 @@ async fn complete_and_release_are_fenced_by_the_token() {
     let stranger = claim(MINUTE);
     assert!(is_claimed(&store.claim(&sk(key), &owner).await.unwrap()));
 
-    assert_eq!(
-        store
-            .complete(&sk(key), &stranger.token, response("{}"), HOUR)
-            .await
-            .unwrap(),
-        Fence::Refused
-    );
-    assert_eq!(
-        store.release(&sk(key), &stranger.token).await.unwrap(),
-        Fence::Refused
-    );
+    refuses(&store, key, &stranger.token).await;
     assert_eq!(
         server.get(key).unwrap(),
         owner.to_processing().to_json(),
@@ -213,17 +203,7 @@ async fn an_expired_lock_is_taken_over_and_fences_its_old_owner() {
         is_claimed(&store.claim(&sk(key), &new).await.unwrap()),
         "the dead owner's lock is taken over"
     );
-    assert_eq!(
-        store
-            .complete(&sk(key), &old.token, response("{}"), HOUR)
-            .await
-            .unwrap(),
-        Fence::Refused
-    );
-    assert_eq!(
-        store.release(&sk(key), &old.token).await.unwrap(),
-        Fence::Refused
-    );
+    refuses(&store, key, &old.token).await;
     assert_eq!(server.get(key).unwrap(), new.to_processing().to_json());
     assert_eq!(
         store

@@ -89,6 +89,11 @@
 //!
 //! With the `dynamodb` feature, [`Idempotency::dynamodb`] keeps records in a DynamoDB table,
 //! over the app's AWS SDK client (see [`store::dynamodb`]).
+//!
+//! With the `postgres` feature, [`Idempotency::postgres`] keeps records in a PostgreSQL
+//! table over the app's sqlx pool, and a handler can take the request's transaction with
+//! [`store::postgres::Tx`]: its writes and its idempotency record then commit together, so
+//! that a process killed at any moment leaves both or neither (see [`store::postgres`]).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -78,11 +78,7 @@ impl Backend {
             Store::Postgres => {
                 let server = pg::shared();
                 let table = pg::table_name("behaviour");
-                let options = PostgresOptions::default()
-                    .table(&table)
-                    .cleanup_interval(None);
-                let store = PostgresStore::with_options(server.pool().await, options)
-                    .unwrap_or_else(|e| panic!("a store on {table}: {e}"));
+                let store = postgres_store(server.pool().await, &table);
                 store
                     .create_table()
                     .await
@@ -168,8 +164,7 @@ impl Backend {
                 let (url, table) = (url.clone(), table.clone());
                 let key = StoreKey::parse(key).unwrap_or_else(|| panic!("{key} is no store key"));
                 moto::on_own_runtime(move || async move {
-                    postgres_store(&url, &table)
-                        .await
+                    postgres_store(connect(&url).await, &table)
                         .get(&key)
                         .await
                         .unwrap_or_else(|e| panic!("reading {key} in {table}: {e}"))
@@ -202,7 +197,7 @@ impl Backend {
             Look::Postgres { url, table } => {
                 let (url, table) = (url.clone(), table.clone());
                 moto::on_own_runtime(move || async move {
-                    let store = postgres_store(&url, &table).await;
+                    let store = postgres_store(connect(&url).await, &table);
                     let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT count(*) FROM {table}"
                     )))
@@ -216,16 +211,19 @@ impl Backend {
     }
 }
 
-/// A store on `table` of the cluster at `url`, on a connection of its own (for a look
-/// from another runtime).
-async fn postgres_store(url: &str, table: &str) -> PostgresStore {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+/// A store on `table` over `pool`, without the background removal of expired rows.
+fn postgres_store(pool: sqlx::PgPool, table: &str) -> PostgresStore {
     let options = PostgresOptions::default()
         .table(table)
         .cleanup_interval(None);
-    PostgresStore::with_options(pool, options).unwrap_or_else(|e| panic!("{table}: {e}"))
+    PostgresStore::with_options(pool, options).unwrap_or_else(|e| panic!("a store on {table}: {e}"))
+}
+
+/// A connection of its own to the cluster at `url` (for a look from another runtime).
+async fn connect(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
 }

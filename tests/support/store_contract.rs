@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{self, HeaderValue, StatusCode};
 use idempotent_runtime::store::{
-    Claim, ClaimOutcome, IdempotencyStore, Record, StoreKey, StoredResponse, Token,
+    Claim, ClaimOutcome, Fence, IdempotencyStore, Record, StoreKey, StoredResponse, Token,
 };
 
 pub const MINUTE: Duration = Duration::from_secs(60);
@@ -89,4 +89,26 @@ pub async fn race(stores: &[Arc<dyn IdempotencyStore>], key: &str) {
             );
         }
     }
+}
+
+/// `token`, which does not own `key`, can neither complete nor release it.
+pub async fn refuses(store: &impl IdempotencyStore, key: &str, token: &Token) {
+    let completed = store
+        .complete(&sk(key), token, response("{}"), HOUR)
+        .await
+        .unwrap_or_else(|e| panic!("complete {key}: {e}"));
+    assert_eq!(
+        completed,
+        Fence::Refused,
+        "complete by a token that does not own {key}"
+    );
+    let released = store
+        .release(&sk(key), token)
+        .await
+        .unwrap_or_else(|e| panic!("release {key}: {e}"));
+    assert_eq!(
+        released,
+        Fence::Refused,
+        "release by a token that does not own {key}"
+    );
 }

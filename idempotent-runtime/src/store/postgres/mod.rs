@@ -253,6 +253,12 @@ impl PostgresStore {
         &self.shared.pool
     }
 
+    /// The table, quoted as the store writes it into its statements (`"idempotency_keys"`,
+    /// `"billing"."keys"`), for a query of the app's own.
+    pub fn table(&self) -> String {
+        self.shared.table.to_string()
+    }
+
     /// The SQL that creates the table `table` and its index (the
     /// [module docs](self#the-table) show it for the default name); an error if `table` is
     /// not a valid name.
