@@ -61,7 +61,8 @@ use crate::store::{Completion, Fence, StoreError, UnitOfWork};
 ///     };
 ///     (StatusCode::CREATED, format!("{{\"id\":{id}}}"))
 /// }
-/// # let _ = create_transfer;
+/// # let _app: axum::Router = axum::Router::new()
+/// #     .route("/transfers", axum::routing::post(create_transfer));
 /// ```
 ///
 /// # What it covers, and what it does not
