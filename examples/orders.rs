@@ -1,7 +1,8 @@
 //! The orders service: routes under `#[idempotent]` (orders, payments, notifications,
 //! charges with the typed fingerprint, and a cacheable keyed read, reports), one under the
 //! middleware with a `Policy` (refunds, no macro), with PostgreSQL transfers in the
-//! same-transaction mode, and a plain stats route.
+//! same-transaction mode, a plain stats route, the layer's metrics in the Prometheus text
+//! format at `/metrics`, and the OpenAPI document of them all at `/openapi.json`.
 //!
 //! ```text
 //! cargo run --example orders                                  # in-memory store
@@ -23,18 +24,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use idempotent_runtime::fingerprint::{Fingerprint, TypedFingerprint};
 use idempotent_runtime::store::postgres::Tx;
 use idempotent_runtime::{Idempotency, Policy, idempotent};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
 #[path = "shared/mod.rs"]
 pub(crate) mod shared;
+
+#[path = "orders/api_doc.rs"]
+mod api_doc;
 
 #[derive(Clone, Default)]
 pub(crate) struct AppState {
@@ -50,9 +56,21 @@ pub(crate) struct AppState {
     transfers_delay: Option<Duration>,
     /// With PostgreSQL: the database of the transfers (and of the idempotency records).
     pool: Option<PgPool>,
+    /// The Prometheus recorder's handle, which `/metrics` renders.
+    prometheus: Option<PrometheusHandle>,
 }
 
 impl AppState {
+    /// The same state, serving the metrics of `prometheus` at `/metrics`.
+    #[allow(
+        dead_code,
+        reason = "the tests that include this file build their state with it"
+    )]
+    pub(crate) fn with_metrics(mut self, prometheus: PrometheusHandle) -> Self {
+        self.prometheus = Some(prometheus);
+        self
+    }
+
     /// The state of a service whose transfers live in `pool`'s database (which has the
     /// `transfers` table).
     #[allow(
@@ -225,6 +243,47 @@ async fn create_transfer(
         .into_response()
 }
 
+/// Install the Prometheus recorder of the `metrics` facade for the process, with buckets for
+/// the store-call histogram (from half a millisecond to a second), and describe the layer's
+/// metrics. Once per process: a recorder is global.
+pub(crate) fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(idempotent_runtime::metrics::STORE_DURATION_SECONDS.to_owned()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ],
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("installing the Prometheus recorder: {e}"))?;
+    idempotent_runtime::metrics::describe();
+    Ok(handle)
+}
+
+/// The Prometheus text exposition of the layer's metrics (503 when no recorder is installed,
+/// as in a test that builds the app without one).
+async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.prometheus {
+        Some(prometheus) => {
+            // Drains the histograms and publishes the descriptions before rendering.
+            prometheus.run_upkeep();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                prometheus.render(),
+            )
+                .into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no metrics recorder is installed\n",
+        )
+            .into_response(),
+    }
+}
+
 /// How many times each handler body ran (routes this build does not serve count zero), and
 /// with PostgreSQL how many transfer rows there are.
 async fn stats(State(state): State<AppState>) -> Response {
@@ -256,12 +315,63 @@ async fn stats(State(state): State<AppState>) -> Response {
     Json(stats).into_response()
 }
 
+/// The options of every keyed route, as `Policy` values: the layer of `/refunds`, and the
+/// OpenAPI document of all of them (`/openapi.json`). The attributes build their own
+/// `Policy`, which is not reachable from outside their functions: the others here mirror
+/// them, option by option, and change with them.
+pub(crate) struct Policies {
+    orders: Policy,
+    payments: Policy,
+    notifications: Policy,
+    refunds: Policy,
+    transfers: Policy,
+    charges: Policy,
+    reports: Policy,
+}
+
+impl Policies {
+    fn new() -> Policies {
+        Policies {
+            // #[idempotent(key_prefix = "orders", ttl = "24h", include_body = true, mandatory = true)]
+            orders: Policy::new()
+                .key_prefix("orders")
+                .ttl(Duration::from_secs(24 * 60 * 60))
+                .include_body(true)
+                .mandatory(true),
+            // #[idempotent(key_prefix = "payments", mandatory = true)]
+            payments: Policy::new().key_prefix("payments").mandatory(true),
+            // #[idempotent(key_prefix = "notify", mandatory = false)]
+            notifications: Policy::new().key_prefix("notify").mandatory(false),
+            // No attribute: the protocol without the macro (see `app`).
+            refunds: Policy::new()
+                .key_prefix("refunds")
+                .include_body(true)
+                .mandatory(true),
+            // #[idempotent(key_prefix = "transfers", include_body = true, lock_ttl = "3s")]
+            transfers: Policy::new()
+                .key_prefix("transfers")
+                .include_body(true)
+                .lock_ttl(Duration::from_secs(3)),
+            // #[idempotent(key_prefix = "charges", include_body = true, fingerprint = "typed")]
+            charges: Policy::new()
+                .key_prefix("charges")
+                .include_body(true)
+                .fingerprint(Fingerprint::Typed(TypedFingerprint::of::<NewCharge>())),
+            // #[idempotent(key_prefix = "reports", mandatory = true, cache_control = "max-age=3600")]
+            reports: Policy::new()
+                .key_prefix("reports")
+                .mandatory(true)
+                .cache_control(HeaderValue::from_static("max-age=3600")),
+        }
+    }
+}
+
 pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
+    let policies = Policies::new();
+    // Built once; `/transfers` is documented where it is routed.
+    let api_doc = api_doc::Served::new(api_doc::document(&policies, state.pool.is_some()));
     // The protocol without the macro: the options of the attribute as a `Policy`.
-    let refunds = Policy::new()
-        .key_prefix("refunds")
-        .include_body(true)
-        .mandatory(true);
+    let refunds = policies.refunds;
     let mut router = Router::new();
     if state.pool.is_some() {
         router = router.route("/transfers", post(create_transfer));
@@ -277,6 +387,8 @@ pub(crate) fn app(idempotency: Idempotency, state: AppState) -> Router {
         .route("/charges", post(create_charge))
         .route("/reports/{name}", get(get_report))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(move || async move { api_doc }))
         .layer(idempotency)
         .with_state(state)
 }
@@ -303,6 +415,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         orders_delay: delay_from_env("ORDERS_DELAY_MS")?,
         transfers_delay: delay_from_env("TRANSFERS_DELAY_MS")?,
         pool,
+        prometheus: Some(install_metrics()?),
         ..AppState::default()
     };
     tracing::info!(addr = %listener.local_addr()?, store, "orders example ready");

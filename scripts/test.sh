@@ -5,7 +5,8 @@
 # clusters of their own (initdb in a temporary directory, then postgres; never the machine's
 # server); the Spring-parity tests compile a small Java program against Jackson. This script
 # installs what is missing (Debian's packages, without starting any system service; moto
-# from PyPI into a virtualenv below).
+# and openapi-spec-validator, for the example's OpenAPI document, from PyPI into a virtualenv
+# below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,15 +40,19 @@ fi
 export PATH="$PATH:/usr/sbin"
 
 # The DynamoDB tests start their own moto servers (moto's server mode, `moto_server`, a local
-# DynamoDB API). moto comes from PyPI, into a virtualenv of this project's own (Debian's
-# python refuses system-wide pip installs, PEP 668), made once and reused; the tests find it
-# through MOTO_SERVER. A MOTO_SERVER already set is used as it is.
+# DynamoDB API), and tests/openapi.rs checks the example's OpenAPI document with
+# openapi-spec-validator. Both come from PyPI, into one virtualenv of this project's own
+# (Debian's python refuses system-wide pip installs, PEP 668), made once and remade when a
+# pinned version changes; the tests find them through MOTO_SERVER and OPENAPI_SPEC_VALIDATOR.
+# Either variable already set is used as it is.
 MOTO_VERSION="5.2.5"
+OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
 MOTO_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/idempotent-tests/moto"
-if [ -z "${MOTO_SERVER:-}" ]; then
-    installed="$("$MOTO_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true)"
-    if [ "$installed" != "$MOTO_VERSION" ] || [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
-        echo "moto $MOTO_VERSION not found: installing moto[server] into $MOTO_VENV" >&2
+if [ -z "${MOTO_SERVER:-}" ] || [ -z "${OPENAPI_SPEC_VALIDATOR:-}" ]; then
+    versions="$("$MOTO_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"), m.version("openapi-spec-validator"))' 2>/dev/null || true)"
+    if [ "$versions" != "$MOTO_VERSION $OPENAPI_SPEC_VALIDATOR_VERSION" ] \
+        || [ ! -x "$MOTO_VENV/bin/moto_server" ] || [ ! -x "$MOTO_VENV/bin/openapi-spec-validator" ]; then
+        echo "moto $MOTO_VERSION and openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION not found: installing them into $MOTO_VENV" >&2
         if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
             echo "python3 cannot make a virtualenv: installing Debian's python3-venv package" >&2
             if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -56,9 +61,11 @@ if [ -z "${MOTO_SERVER:-}" ]; then
         fi
         rm -rf "$MOTO_VENV"
         python3 -m venv "$MOTO_VENV"
-        "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+        "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check \
+            "moto[server]==$MOTO_VERSION" "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
     fi
-    export MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+    export MOTO_SERVER="${MOTO_SERVER:-$MOTO_VENV/bin/moto_server}"
+    export OPENAPI_SPEC_VALIDATOR="${OPENAPI_SPEC_VALIDATOR:-$MOTO_VENV/bin/openapi-spec-validator}"
 fi
 
 # The benchmark package (bench/) is left out: its tests are criterion's benchmarks, which

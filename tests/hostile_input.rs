@@ -5,9 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -15,6 +12,7 @@ use axum::routing::post;
 use idempotent_runtime::store::memory::MemoryStore;
 use idempotent_runtime::{Idempotency, idempotent};
 use proptest::prelude::*;
+use support::logs::Sink;
 use tower::ServiceExt as _;
 
 #[idempotent(key_prefix = "p", include_body = true)]
@@ -76,20 +74,6 @@ proptest! {
     }
 }
 
-/// A log sink shared with the subscriber.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("sink").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_never_contain_bodies() {
     let sink = Sink::default();
@@ -123,7 +107,7 @@ async fn logs_never_contain_bodies() {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [201, 201, 422, 400, 500, 201]);
-    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let logs = sink.text();
     assert!(logs.contains("panicked"), "the logs were captured: {logs}");
     assert!(logs.contains("too large"), "the logs were captured: {logs}");
     assert!(

@@ -358,6 +358,104 @@ impl From<Map<String, Value>> for ProblemDetails {
     }
 }
 
+/// The OpenAPI schema of a problem document, with the `utoipa` feature: register it in a
+/// document's components under the name `ProblemDetails` and point the `application/problem+json`
+/// content of a response at it.
+///
+/// The schema is as lenient as the type: every member is optional, `code` is a string whose
+/// examples are the protocol's codes ([`ProblemCode::ALL`]; another service's code is allowed),
+/// and extension members are allowed (`additionalProperties`).
+///
+/// ```
+/// use idempotent_protocol::ProblemDetails;
+/// use utoipa::{PartialSchema, ToSchema};
+///
+/// assert_eq!(ProblemDetails::name(), "ProblemDetails");
+/// let schema = serde_json::to_value(ProblemDetails::schema())?;
+/// assert_eq!(schema["properties"]["status"]["type"], "integer");
+/// assert_eq!(schema["properties"]["code"]["examples"][0], "idempotency_key_missing");
+/// assert_eq!(schema["additionalProperties"], true);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[cfg(feature = "utoipa")]
+impl utoipa::PartialSchema for ProblemDetails {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaFormat, Type};
+
+        let text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        let uri_reference = |description: &str| {
+            text(description).format(Some(SchemaFormat::Custom("uri-reference".to_owned())))
+        };
+        let codes = ProblemCode::ALL
+            .iter()
+            .map(|code| format!("`{code}` ({})", code.status().as_u16()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "An RFC 9457 problem document (`application/problem+json`) with a \
+                 machine-readable `code`. Every member is optional; members not listed here \
+                 are extensions.",
+            ))
+            .property(
+                "type",
+                uri_reference(
+                    "A URI that identifies the kind of problem; for the protocol's problems, \
+                     the page that explains it. `about:blank` when absent.",
+                )
+                .default(Some(Value::String(ABOUT_BLANK.to_owned())))
+                .examples([ProblemCode::KeyReused.type_uri()]),
+            )
+            .property(
+                "title",
+                text("A short, human-readable summary of the kind of problem.")
+                    .examples([ProblemCode::KeyReused.title()]),
+            )
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("The HTTP status code of the response."))
+                    .minimum(Some(100))
+                    .maximum(Some(599))
+                    .examples([ProblemCode::KeyReused.status().as_u16()]),
+            )
+            .property(
+                "detail",
+                text("What happened to this request, for a human.").examples([
+                    "Idempotency key 'k-1' was already used with a different request body",
+                ]),
+            )
+            .property(
+                "instance",
+                uri_reference("A URI that identifies this occurrence of the problem."),
+            )
+            .property(
+                "code",
+                text(&format!(
+                    "The machine-readable code. The idempotency layer answers with one of: \
+                     {codes}. Another service may use codes of its own."
+                ))
+                .examples(ProblemCode::ALL.map(ProblemCode::as_str)),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+#[cfg(feature = "utoipa")]
+impl utoipa::ToSchema for ProblemDetails {
+    /// `ProblemDetails`.
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ProblemDetails")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,9 @@
 //! Make an axum handler safe to retry with one attribute, or any tower service with one
 //! layer.
 //!
+//! New here? The [guide] explains the protocol, the stores, outages, porting from Spring,
+//! the same-transaction mode, the middleware and the client, chapter by chapter.
+//!
 //! ```
 //! use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::post};
 //! use idempotent_runtime::{Idempotency, idempotent};
@@ -94,6 +97,12 @@
 //! table over the app's sqlx pool, and a handler can take the request's transaction with
 //! [`store::postgres::Tx`]: its writes and its idempotency record then commit together, so
 //! that a process killed at any moment leaves both or neither (see [`store::postgres`]).
+//!
+//! # OpenAPI
+//!
+//! With the `utoipa` feature, [`openapi::document`] gives a keyed route's operation in a
+//! utoipa `OpenApi` document the key header parameter, the replay headers and the layer's
+//! `application/problem+json` responses, from the route's [`Policy`].
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -102,9 +111,13 @@ pub mod __private;
 mod engine;
 mod etag;
 mod extract;
+/// A guide to this crate, chapter by chapter: start here.
+pub mod guide;
 mod idempotency;
 pub mod layer;
 pub mod metrics;
+#[cfg(feature = "utoipa")]
+pub mod openapi;
 mod policy;
 pub mod problem;
 pub mod record;

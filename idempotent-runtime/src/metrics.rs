@@ -1,6 +1,200 @@
-//! Counters of what the layer did.
+//! What the layer did, counted: for [`Idempotency::metrics`](crate::Idempotency::metrics)
+//! snapshots and, with the `metrics` feature, through the [`metrics`] facade to whatever
+//! recorder the app installs (Prometheus, OpenTelemetry, StatsD, ...). One event feeds both.
+//!
+//! # Metrics (feature `metrics`)
+//!
+//! | name | type | labels | |
+//! |---|---|---|---|
+//! | `idempotency_requests_total` | counter | `key_prefix`, `outcome` | what happened to keyed requests and their claims: one of [`Outcome`] |
+//! | `idempotency_store_duration_seconds` | histogram | `operation`, `store` | how long each store call took (until it answered or missed its deadline) |
+//!
+//! `outcome` is [`Outcome::as_str`]. Every request through the layer ends in exactly one
+//! of `executed`, `replayed`, `not_modified`, `conflict`, `mismatch`, `missing_key`,
+//! `invalid_key`, `body_too_large`, `fail_open` or `fail_closed` (their sum is the number of
+//! requests); `waited`, `store_error`, `fenced`, `oversized_response`,
+//! `late_claim_released` and `lease_renewed` count events on the way (a request can have
+//! several). `operation` is `claim`, `complete`, `release`, `renew` or `commit` (the
+//! same-transaction mode's record and commit), `store` the store's
+//! [`name`](crate::store::IdempotencyStore::name). `key_prefix` has one value per route, so
+//! the label set stays small; keys, scopes and bodies are never labels.
+//!
+//! The library never installs a recorder: without one, the facade's calls do nothing.
+//!
+//! ```
+//! # #[cfg(feature = "metrics")] {
+//! // In the app, once, before serving (here with metrics-exporter-prometheus):
+//! // let prometheus = PrometheusBuilder::new().install_recorder()?;
+//! idempotent_runtime::metrics::describe();
+//! # }
+//! ```
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The name of the counter of outcomes.
+pub const REQUESTS_TOTAL: &str = "idempotency_requests_total";
+/// The name of the histogram of store call durations.
+pub const STORE_DURATION_SECONDS: &str = "idempotency_store_duration_seconds";
+
+/// What happened to a keyed request, or to its claim on the way: the `outcome` label of
+/// `idempotency_requests_total`, and a counter of [`MetricsSnapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler ran under a claimed key.
+    Executed,
+    /// A stored response was replayed.
+    Replayed,
+    /// A stored response's entity tag matched `If-None-Match`: 304.
+    NotModified,
+    /// 409: the first request with the key was still running.
+    Conflict,
+    /// 422: the key came with a different body.
+    Mismatch,
+    /// The request had no key (400 on a mandatory route; a run without idempotency on
+    /// another).
+    MissingKey,
+    /// 400: the key was malformed.
+    InvalidKey,
+    /// 413: the body was over the limit read to fingerprint it.
+    BodyTooLarge,
+    /// The store was unavailable and the handler ran without idempotency. Alert on this:
+    /// such runs are not protected against duplicates.
+    FailOpen,
+    /// The store was unavailable and the request was answered 503.
+    FailClosed,
+    /// The request waited for a running duplicate (`on_conflict = "wait"`).
+    Waited,
+    /// A store call failed or missed its deadline.
+    StoreError,
+    /// A completion, release or renewal was refused: another claim owns the key.
+    Fenced,
+    /// A 2xx response was not stored: over `max_response_size`, or over what the store can
+    /// hold.
+    OversizedResponse,
+    /// A claim that reached the store after its deadline was released.
+    LateClaimReleased,
+    /// The lease of a running handler was extended.
+    LeaseRenewed,
+}
+
+impl Outcome {
+    /// Every outcome, in the order of the documentation.
+    pub const ALL: [Outcome; 16] = [
+        Outcome::Executed,
+        Outcome::Replayed,
+        Outcome::NotModified,
+        Outcome::Conflict,
+        Outcome::Mismatch,
+        Outcome::MissingKey,
+        Outcome::InvalidKey,
+        Outcome::BodyTooLarge,
+        Outcome::FailOpen,
+        Outcome::FailClosed,
+        Outcome::Waited,
+        Outcome::StoreError,
+        Outcome::Fenced,
+        Outcome::OversizedResponse,
+        Outcome::LateClaimReleased,
+        Outcome::LeaseRenewed,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Executed => "executed",
+            Outcome::Replayed => "replayed",
+            Outcome::NotModified => "not_modified",
+            Outcome::Conflict => "conflict",
+            Outcome::Mismatch => "mismatch",
+            Outcome::MissingKey => "missing_key",
+            Outcome::InvalidKey => "invalid_key",
+            Outcome::BodyTooLarge => "body_too_large",
+            Outcome::FailOpen => "fail_open",
+            Outcome::FailClosed => "fail_closed",
+            Outcome::Waited => "waited",
+            Outcome::StoreError => "store_error",
+            Outcome::Fenced => "fenced",
+            Outcome::OversizedResponse => "oversized_response",
+            Outcome::LateClaimReleased => "late_claim_released",
+            Outcome::LeaseRenewed => "lease_renewed",
+        }
+    }
+
+    /// Whether this ends a request (the ten outcomes whose sum is the number of requests),
+    /// rather than counting an event on its way.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Outcome::Waited
+                | Outcome::StoreError
+                | Outcome::Fenced
+                | Outcome::OversizedResponse
+                | Outcome::LateClaimReleased
+                | Outcome::LeaseRenewed
+        )
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A store operation, the `operation` label of `idempotency_store_duration_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Claim,
+    Complete,
+    Release,
+    Renew,
+    Commit,
+}
+
+impl Operation {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Operation::Claim => "claim",
+            Operation::Complete => "complete",
+            Operation::Release => "release",
+            Operation::Renew => "renew",
+            Operation::Commit => "commit",
+        }
+    }
+
+    /// What the call does, for its errors and logs.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Operation::Claim => "claim",
+            Operation::Complete => "storing the response",
+            Operation::Release => "releasing the key",
+            Operation::Renew => "renewing the lease",
+            Operation::Commit => "committing the request's transaction",
+        }
+    }
+}
+
+/// Register the metrics' descriptions (units and help texts) with the app's recorder. Call
+/// it once after installing the recorder; without it, the metrics are described the first
+/// time one of them is recorded. Does nothing without the `metrics` feature.
+pub fn describe() {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::describe_counter!(
+            REQUESTS_TOTAL,
+            metrics::Unit::Count,
+            "Keyed requests and their claims, by route key prefix and outcome"
+        );
+        metrics::describe_histogram!(
+            STORE_DURATION_SECONDS,
+            metrics::Unit::Seconds,
+            "Duration of idempotency store calls, by operation and store"
+        );
+    }
+}
 
 /// A snapshot of the counters of one [`Idempotency`](crate::Idempotency).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -10,12 +204,20 @@ pub struct MetricsSnapshot {
     pub executions: u64,
     /// Responses replayed from the store.
     pub replays: u64,
+    /// Revalidations answered 304 from the store.
+    pub not_modified: u64,
     /// Requests answered 409 because the first was still running.
     pub conflicts: u64,
     /// Requests that waited for a running duplicate (`on_conflict = "wait"`).
     pub waits: u64,
     /// Requests answered 422 because the key came with a different body.
     pub mismatches: u64,
+    /// Requests without a key.
+    pub missing_keys: u64,
+    /// Requests answered 400 because the key was malformed.
+    pub invalid_keys: u64,
+    /// Requests answered 413 because the body was over the limit.
+    pub bodies_too_large: u64,
     /// Store calls that failed or missed their deadline.
     pub store_errors: u64,
     /// Handler runs without idempotency because the store was unavailable (fail-open).
@@ -23,7 +225,7 @@ pub struct MetricsSnapshot {
     pub fail_open_runs: u64,
     /// Requests answered 503 because the store was unavailable (fail-closed).
     pub fail_closed_rejections: u64,
-    /// Completions or releases refused because another claim owns the key.
+    /// Completions, releases or renewals refused because another claim owns the key.
     pub fenced_writes: u64,
     /// 2xx responses not stored because they were over the size limit.
     pub oversized_responses: u64,
@@ -33,41 +235,136 @@ pub struct MetricsSnapshot {
     pub lease_renewals: u64,
 }
 
+impl MetricsSnapshot {
+    /// The count of `outcome`.
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::Executed => self.executions,
+            Outcome::Replayed => self.replays,
+            Outcome::NotModified => self.not_modified,
+            Outcome::Conflict => self.conflicts,
+            Outcome::Mismatch => self.mismatches,
+            Outcome::MissingKey => self.missing_keys,
+            Outcome::InvalidKey => self.invalid_keys,
+            Outcome::BodyTooLarge => self.bodies_too_large,
+            Outcome::FailOpen => self.fail_open_runs,
+            Outcome::FailClosed => self.fail_closed_rejections,
+            Outcome::Waited => self.waits,
+            Outcome::StoreError => self.store_errors,
+            Outcome::Fenced => self.fenced_writes,
+            Outcome::OversizedResponse => self.oversized_responses,
+            Outcome::LateClaimReleased => self.late_claims_released,
+            Outcome::LeaseRenewed => self.lease_renewals,
+        }
+    }
+
+    fn slot(&mut self, outcome: Outcome) -> &mut u64 {
+        match outcome {
+            Outcome::Executed => &mut self.executions,
+            Outcome::Replayed => &mut self.replays,
+            Outcome::NotModified => &mut self.not_modified,
+            Outcome::Conflict => &mut self.conflicts,
+            Outcome::Mismatch => &mut self.mismatches,
+            Outcome::MissingKey => &mut self.missing_keys,
+            Outcome::InvalidKey => &mut self.invalid_keys,
+            Outcome::BodyTooLarge => &mut self.bodies_too_large,
+            Outcome::FailOpen => &mut self.fail_open_runs,
+            Outcome::FailClosed => &mut self.fail_closed_rejections,
+            Outcome::Waited => &mut self.waits,
+            Outcome::StoreError => &mut self.store_errors,
+            Outcome::Fenced => &mut self.fenced_writes,
+            Outcome::OversizedResponse => &mut self.oversized_responses,
+            Outcome::LateClaimReleased => &mut self.late_claims_released,
+            Outcome::LeaseRenewed => &mut self.lease_renewals,
+        }
+    }
+}
+
+/// The counters of one `Idempotency`, one per outcome.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    pub(crate) executions: AtomicU64,
-    pub(crate) replays: AtomicU64,
-    pub(crate) conflicts: AtomicU64,
-    pub(crate) waits: AtomicU64,
-    pub(crate) mismatches: AtomicU64,
-    pub(crate) store_errors: AtomicU64,
-    pub(crate) fail_open_runs: AtomicU64,
-    pub(crate) fail_closed_rejections: AtomicU64,
-    pub(crate) fenced_writes: AtomicU64,
-    pub(crate) oversized_responses: AtomicU64,
-    pub(crate) late_claims_released: AtomicU64,
-    pub(crate) lease_renewals: AtomicU64,
+    counts: [AtomicU64; Outcome::ALL.len()],
 }
 
 impl Metrics {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    /// Count `outcome` for a route of `key_prefix`, in the snapshot and through the facade.
+    /// A final outcome is also recorded in the request's `idempotency` span.
+    #[expect(
+        clippy::ptr_arg,
+        reason = "a borrowed prefix (the attribute's `&'static str`) becomes a label without a copy"
+    )]
+    pub(crate) fn record(&self, key_prefix: &Cow<'static, str>, outcome: Outcome) {
+        self.counts[outcome as usize].fetch_add(1, Relaxed);
+        if outcome.is_final() {
+            tracing::Span::current().record("outcome", outcome.as_str());
+        }
+        #[cfg(feature = "metrics")]
+        {
+            described();
+            metrics::counter!(
+                REQUESTS_TOTAL,
+                "key_prefix" => metrics::SharedString::from(key_prefix.clone()),
+                "outcome" => outcome.as_str()
+            )
+            .increment(1);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = key_prefix;
+    }
+
+    /// Count `outcome` for a route whose prefix is known only as text.
+    pub(crate) fn record_for(&self, key_prefix: &str, outcome: Outcome) {
+        self.record(&Cow::Owned(key_prefix.to_owned()), outcome);
     }
 
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
-        MetricsSnapshot {
-            executions: self.executions.load(Relaxed),
-            replays: self.replays.load(Relaxed),
-            conflicts: self.conflicts.load(Relaxed),
-            waits: self.waits.load(Relaxed),
-            mismatches: self.mismatches.load(Relaxed),
-            store_errors: self.store_errors.load(Relaxed),
-            fail_open_runs: self.fail_open_runs.load(Relaxed),
-            fail_closed_rejections: self.fail_closed_rejections.load(Relaxed),
-            fenced_writes: self.fenced_writes.load(Relaxed),
-            oversized_responses: self.oversized_responses.load(Relaxed),
-            late_claims_released: self.late_claims_released.load(Relaxed),
-            lease_renewals: self.lease_renewals.load(Relaxed),
+        let mut snapshot = MetricsSnapshot::default();
+        for outcome in Outcome::ALL {
+            *snapshot.slot(outcome) = self.counts[outcome as usize].load(Relaxed);
         }
+        snapshot
+    }
+}
+
+/// Record how long a store call took.
+#[cfg(feature = "metrics")]
+pub(crate) fn store_call(store: &'static str, operation: Operation, took: std::time::Duration) {
+    described();
+    metrics::histogram!(
+        STORE_DURATION_SECONDS,
+        "operation" => operation.as_str(),
+        "store" => store
+    )
+    .record(took.as_secs_f64());
+}
+
+/// Describe the metrics once, the first time one is recorded.
+#[cfg(feature = "metrics")]
+fn described() {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(describe);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_has_its_own_counter_and_label() {
+        let metrics = Metrics::default();
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, i, "ALL is in declaration order");
+            for _ in 0..=i {
+                metrics.record(&Cow::Borrowed("orders"), outcome);
+            }
+        }
+        let snapshot = metrics.snapshot();
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(snapshot.count(outcome), i as u64 + 1, "{outcome}");
+        }
+        let labels: std::collections::HashSet<_> =
+            Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(labels.len(), Outcome::ALL.len());
+        assert_eq!(Outcome::ALL.iter().filter(|o| o.is_final()).count(), 10);
     }
 }

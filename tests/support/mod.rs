@@ -5,6 +5,7 @@ pub mod app;
 pub mod backend;
 pub mod dynamodb;
 pub mod faulty_proxy;
+pub mod logs;
 pub mod orders;
 pub mod postgres;
 pub mod redis;

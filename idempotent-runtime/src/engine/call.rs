@@ -4,24 +4,31 @@ use std::future::Future;
 
 use crate::extract::IdempotencyClaim;
 use crate::idempotency::Inner;
-use crate::metrics::Metrics;
+use crate::metrics::{Operation, Outcome};
 use crate::store::{Fence, StoreError};
 
 /// A store call bounded by the store deadline. A call that misses it is an error whose
 /// outcome is unknown: it was sent and may still take effect.
 pub(super) async fn within_deadline<T>(
     inner: &Inner,
-    what: &str,
+    operation: Operation,
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(inner.store_timeout, call)
+    #[cfg(feature = "metrics")]
+    let started = tokio::time::Instant::now();
+    let result = tokio::time::timeout(inner.store_timeout, call)
         .await
         .unwrap_or_else(|_| {
-            Err(
-                StoreError::new(format!("{what} timed out after {:?}", inner.store_timeout))
-                    .indeterminate(),
-            )
-        })
+            Err(StoreError::new(format!(
+                "{} timed out after {:?}",
+                operation.describe(),
+                inner.store_timeout
+            ))
+            .indeterminate())
+        });
+    #[cfg(feature = "metrics")]
+    crate::metrics::store_call(inner.store.name(), operation, started.elapsed());
+    result
 }
 
 /// Delete our PROCESSING record so a retry runs again. Best effort: if the store cannot be
@@ -29,21 +36,25 @@ pub(super) async fn within_deadline<T>(
 pub(super) async fn release(inner: &Inner, claim: &IdempotencyClaim) {
     let released = within_deadline(
         inner,
-        "releasing the key",
+        Operation::Release,
         inner.store.release(&claim.key, &claim.token),
     )
     .await;
     match released {
         Ok(Fence::Applied) => {}
         Ok(_) => {
-            Metrics::bump(&inner.metrics.fenced_writes);
+            inner
+                .metrics
+                .record_for(claim.key.prefix(), Outcome::Fenced);
             tracing::warn!(
                 key_prefix = claim.key.prefix(),
                 "idempotency: not releasing the key: another request owns it now"
             );
         }
         Err(error) => {
-            Metrics::bump(&inner.metrics.store_errors);
+            inner
+                .metrics
+                .record_for(claim.key.prefix(), Outcome::StoreError);
             tracing::warn!(%error, key_prefix = claim.key.prefix(), "idempotency: releasing the key failed; it stays locked until lock_ttl");
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::call::within_deadline;
 use crate::extract::IdempotencyClaim;
 use crate::idempotency::Inner;
-use crate::metrics::Metrics;
+use crate::metrics::{Operation, Outcome};
 use crate::store::{Fence, StoreErrorKind};
 
 /// Run `work`; while it runs past half of `lock_ttl`, renew the claim's lease every half
@@ -47,13 +47,18 @@ async fn keep(inner: &Inner, claim: &IdempotencyClaim, lock_ttl: Duration) {
         tokio::time::sleep(every).await;
         let renewed = within_deadline(
             inner,
-            "renewing the lease",
+            Operation::Renew,
             inner.store.renew(&claim.key, &claim.token, lock_ttl),
         )
         .await;
         match renewed {
-            Ok(Fence::Applied) => Metrics::bump(&inner.metrics.lease_renewals),
+            Ok(Fence::Applied) => inner
+                .metrics
+                .record_for(claim.key.prefix(), Outcome::LeaseRenewed),
             Ok(_) => {
+                inner
+                    .metrics
+                    .record_for(claim.key.prefix(), Outcome::Fenced);
                 tracing::warn!(
                     key_prefix = claim.key.prefix(),
                     "idempotency: the lease of a running handler could not be renewed: its lock \
@@ -70,7 +75,9 @@ async fn keep(inner: &Inner, claim: &IdempotencyClaim, lock_ttl: Duration) {
                 return;
             }
             Err(error) => {
-                Metrics::bump(&inner.metrics.store_errors);
+                inner
+                    .metrics
+                    .record_for(claim.key.prefix(), Outcome::StoreError);
                 tracing::warn!(%error, key_prefix = claim.key.prefix(), "idempotency: renewing the lease of a running handler failed; trying again");
             }
         }

@@ -20,6 +20,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use self::body::Collected;
 use self::call::{release, within_deadline};
@@ -27,7 +28,7 @@ use crate::extract::{Decision, IdempotencyClaim, IdempotencyKey, TypedValue};
 use crate::fingerprint::{Fingerprint, fingerprint, fingerprint_in};
 use crate::idempotency::Inner;
 use crate::key::{self, KeyError};
-use crate::metrics::Metrics;
+use crate::metrics::{Operation, Outcome};
 use crate::policy::{OnConflict, PolicyRef};
 use crate::problem::{ProblemCode, problem, problem_retry_after};
 use crate::store::{
@@ -59,7 +60,37 @@ struct Job<H> {
 
 /// Run `handler` (the user's extractors and body, or the wrapped service) for `request`
 /// under the protocol. The handler's own error is passed through, after the key is released.
+///
+/// The request runs in a `tracing` span `idempotency` with the route's `key_prefix`, its
+/// `outcome` (see [`Outcome`]) once known, and the answer's `status`.
 pub(crate) async fn run<H, Fut, E>(
+    inner: Arc<Inner>,
+    policy: PolicyRef,
+    request: Request,
+    handler: H,
+) -> Result<Response, E>
+where
+    H: FnOnce(Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Response, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let span = tracing::info_span!(
+        "idempotency",
+        key_prefix = &*policy.key_prefix,
+        outcome = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let answered = decide(inner, policy, request, handler)
+        .instrument(span.clone())
+        .await;
+    if let Ok(response) = &answered {
+        span.record("status", response.status().as_u16());
+    }
+    answered
+}
+
+/// [`run`], inside the request's span.
+async fn decide<H, Fut, E>(
     inner: Arc<Inner>,
     policy: PolicyRef,
     request: Request,
@@ -76,6 +107,9 @@ where
     let key = match key::from_headers(&parts.headers, &policy.header) {
         Ok(key) => key.into_owned(),
         Err(KeyError::Missing) if !policy.mandatory => {
+            inner
+                .metrics
+                .record(&policy.key_prefix, Outcome::MissingKey);
             let job = Job {
                 inner,
                 policy,
@@ -85,6 +119,9 @@ where
             return job.execute(None).await;
         }
         Err(KeyError::Missing) => {
+            inner
+                .metrics
+                .record(&policy.key_prefix, Outcome::MissingKey);
             return Ok(problem(
                 ProblemCode::KeyMissing,
                 &format!(
@@ -95,6 +132,9 @@ where
         }
         // `KeyError::Invalid`, and whatever else a newer protocol may refuse a key for.
         Err(invalid) => {
+            inner
+                .metrics
+                .record(&policy.key_prefix, Outcome::InvalidKey);
             return Ok(problem(
                 ProblemCode::KeyInvalid,
                 &format!(
@@ -104,6 +144,8 @@ where
             ));
         }
     };
+
+    tracing::debug!(key = key.as_str(), "idempotency: the request's key");
 
     // 2. The body.
     let (body, fingerprint) = if policy.include_body {
@@ -121,7 +163,14 @@ where
                 };
                 (Body::from(bytes), Some(fp))
             }
-            Err(response) => return Ok(response),
+            Err(response) => {
+                if response.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                    inner
+                        .metrics
+                        .record(&policy.key_prefix, Outcome::BodyTooLarge);
+                }
+                return Ok(response);
+            }
         }
     } else {
         (body, None)
@@ -139,7 +188,12 @@ where
     let caching = replay::Caching::of(&policy, &parts).map(Box::new);
     let mut claim = Claim::new(Token::generate(), fingerprint, policy.lock_ttl);
     loop {
-        let outcome = within_deadline(&inner, "claim", inner.store.claim(&store_key, &claim)).await;
+        let outcome = within_deadline(
+            &inner,
+            Operation::Claim,
+            inner.store.claim(&store_key, &claim),
+        )
+        .await;
         let record = match outcome {
             Ok(ClaimOutcome::Claimed) => {
                 let claimed = Arc::new(IdempotencyClaim::new(store_key, claim.token));
@@ -181,7 +235,7 @@ where
             }
         };
         if differs(claim.fingerprint.as_deref(), record.fingerprint()) {
-            Metrics::bump(&inner.metrics.mismatches);
+            inner.metrics.record(&policy.key_prefix, Outcome::Mismatch);
             return Ok(problem(
                 ProblemCode::KeyReused,
                 &format!("Idempotency key '{key}' was already used with a different request body"),
@@ -189,8 +243,14 @@ where
         }
         match record {
             Record::Completed(stored) => {
-                Metrics::bump(&inner.metrics.replays);
-                return Ok(replay::replay(&stored, caching.as_deref()));
+                let response = replay::replay(&stored, caching.as_deref());
+                let outcome = if response.status() == http::StatusCode::NOT_MODIFIED {
+                    Outcome::NotModified
+                } else {
+                    Outcome::Replayed
+                };
+                inner.metrics.record(&policy.key_prefix, outcome);
+                return Ok(response);
             }
             Record::Processing { .. } => {
                 if let Some(until) = wait_until
@@ -198,7 +258,7 @@ where
                 {
                     if !waited {
                         waited = true;
-                        Metrics::bump(&inner.metrics.waits);
+                        inner.metrics.record(&policy.key_prefix, Outcome::Waited);
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_WAIT_BACKOFF);
@@ -206,7 +266,7 @@ where
                     claim.token = Token::generate();
                     continue;
                 }
-                Metrics::bump(&inner.metrics.conflicts);
+                inner.metrics.record(&policy.key_prefix, Outcome::Conflict);
                 return Ok(problem_retry_after(
                     ProblemCode::RequestInProgress,
                     &format!("A request with idempotency key '{key}' is still being processed"),
@@ -226,7 +286,9 @@ where
     /// The store could not answer: run without idempotency, or refuse.
     async fn outage(self, error: &StoreError) -> Result<Response, E> {
         let inner = &self.inner;
-        Metrics::bump(&inner.metrics.store_errors);
+        inner
+            .metrics
+            .record(&self.policy.key_prefix, Outcome::StoreError);
         let fail_open = self.policy.fail_open;
         if let Some(suppressed) = inner.outage_log.permit() {
             tracing::warn!(
@@ -244,10 +306,14 @@ where
             );
         }
         if fail_open {
-            Metrics::bump(&inner.metrics.fail_open_runs);
+            inner
+                .metrics
+                .record(&self.policy.key_prefix, Outcome::FailOpen);
             self.execute(None).await
         } else {
-            Metrics::bump(&inner.metrics.fail_closed_rejections);
+            inner
+                .metrics
+                .record(&self.policy.key_prefix, Outcome::FailClosed);
             Ok(problem_retry_after(
                 ProblemCode::StoreUnavailable,
                 "The idempotency store is unavailable; retry later with the same key.",
@@ -267,7 +333,7 @@ where
             handler,
         } = self;
         if owner.is_some() {
-            Metrics::bump(&inner.metrics.executions);
+            inner.metrics.record(&policy.key_prefix, Outcome::Executed);
         }
         let unit = inner.store.unit_of_work();
         if let Some(unit) = &unit {
@@ -343,7 +409,9 @@ async fn complete(
     let bytes = match body::collect_limited(body, inner.max_response_size).await {
         Collected::Whole(bytes) => bytes,
         Collected::TooLarge(body) => {
-            Metrics::bump(&inner.metrics.oversized_responses);
+            inner
+                .metrics
+                .record(&policy.key_prefix, Outcome::OversizedResponse);
             tracing::warn!(
                 key_prefix = &*policy.key_prefix,
                 limit = inner.max_response_size,
@@ -392,7 +460,7 @@ async fn complete(
     } else {
         let written = within_deadline(
             inner,
-            "storing the response",
+            Operation::Complete,
             inner
                 .store
                 .complete(&owner.claim.key, &owner.claim.token, stored, policy.ttl),
@@ -401,7 +469,7 @@ async fn complete(
         match written {
             Ok(Fence::Applied) => {}
             Ok(_) => {
-                Metrics::bump(&inner.metrics.fenced_writes);
+                inner.metrics.record(&policy.key_prefix, Outcome::Fenced);
                 tracing::warn!(
                     key_prefix = &*policy.key_prefix,
                     "idempotency: not storing the response: the key was claimed by another request \
@@ -409,12 +477,16 @@ async fn complete(
                 );
             }
             Err(error) if error.kind() == StoreErrorKind::TooLarge => {
-                Metrics::bump(&inner.metrics.oversized_responses);
+                inner
+                    .metrics
+                    .record(&policy.key_prefix, Outcome::OversizedResponse);
                 tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: the store cannot hold a record this large; the key is released");
                 release(inner, &owner.claim).await;
             }
             Err(error) => {
-                Metrics::bump(&inner.metrics.store_errors);
+                inner
+                    .metrics
+                    .record(&policy.key_prefix, Outcome::StoreError);
                 tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: storing the response failed");
                 release(inner, &owner.claim).await;
             }

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::call::within_deadline;
 use crate::extract::IdempotencyClaim;
 use crate::idempotency::Inner;
-use crate::metrics::Metrics;
+use crate::metrics::{Operation, Outcome};
 use crate::store::Fence;
 
 /// How many answers of the store end the attempts: a claim stuck on an abandoned connection
@@ -34,13 +34,15 @@ pub(super) fn release_late_claim(inner: &Arc<Inner>, claim: IdempotencyClaim, lo
         loop {
             let released = within_deadline(
                 &inner,
-                "releasing a late claim",
+                Operation::Release,
                 inner.store.release(&claim.key, &claim.token),
             )
             .await;
             if let Ok(fence) = released {
                 if fence == Fence::Applied {
-                    Metrics::bump(&inner.metrics.late_claims_released);
+                    inner
+                        .metrics
+                        .record_for(claim.key.prefix(), Outcome::LateClaimReleased);
                     tracing::info!(
                         key_prefix = claim.key.prefix(),
                         "idempotency: released a claim that reached the store after its deadline"

@@ -6,7 +6,7 @@ use axum::response::Response;
 use super::call::{release, within_deadline};
 use crate::extract::IdempotencyClaim;
 use crate::idempotency::Inner;
-use crate::metrics::Metrics;
+use crate::metrics::{Operation, Outcome};
 use crate::policy::PolicyRef;
 use crate::problem::{ProblemCode, problem, problem_retry_after};
 use crate::store::{Completion, Fence, StoredResponse, UnitOfWork};
@@ -35,16 +35,11 @@ pub(super) async fn commit_owned(
     stored: StoredResponse,
 ) -> Result<(), Response> {
     let completion = Completion::new(claim.key.clone(), claim.token.clone(), stored, policy.ttl);
-    let committed = within_deadline(
-        inner,
-        "committing the request's transaction",
-        unit.commit(Some(completion)),
-    )
-    .await;
+    let committed = within_deadline(inner, Operation::Commit, unit.commit(Some(completion))).await;
     match committed {
         Ok(Fence::Applied) => Ok(()),
         Ok(_) => {
-            Metrics::bump(&inner.metrics.fenced_writes);
+            inner.metrics.record(&policy.key_prefix, Outcome::Fenced);
             tracing::warn!(
                 key_prefix = &*policy.key_prefix,
                 "idempotency: the request's transaction was rolled back: the key was claimed by \
@@ -60,7 +55,9 @@ pub(super) async fn commit_owned(
             ))
         }
         Err(error) => {
-            Metrics::bump(&inner.metrics.store_errors);
+            inner
+                .metrics
+                .record(&policy.key_prefix, Outcome::StoreError);
             tracing::error!(
                 %error,
                 kind = %error.kind(),
@@ -84,13 +81,7 @@ pub(super) async fn commit_unowned(
     unit: Box<dyn UnitOfWork>,
     response: Response,
 ) -> Response {
-    match within_deadline(
-        inner,
-        "committing the request's transaction",
-        unit.commit(None),
-    )
-    .await
-    {
+    match within_deadline(inner, Operation::Commit, unit.commit(None)).await {
         Ok(_) => response,
         Err(error) => {
             tracing::error!(%error, key_prefix = &*policy.key_prefix, "idempotency: committing the request's transaction failed");

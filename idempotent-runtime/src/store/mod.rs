@@ -206,6 +206,13 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     fn unit_of_work(&self) -> Option<Box<dyn UnitOfWork>> {
         None
     }
+
+    /// A short name for metrics and logs (the `store` label of
+    /// `idempotency_store_duration_seconds`): `memory`, `redis`, `redis_cluster`,
+    /// `dynamodb`, `postgres`; `custom` unless a store says otherwise.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// The completed record a [`UnitOfWork`] writes in its transaction before it commits.

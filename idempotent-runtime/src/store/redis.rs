@@ -328,7 +328,7 @@ impl RedisClusterStore {
 
 /// Both stores are a [`Backend`] over their connection type.
 macro_rules! delegate_to_backend {
-    ($($store:ty),*) => {$(
+    ($($store:ty => $name:literal),*) => {$(
         impl std::fmt::Debug for $store {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($store))
@@ -365,11 +365,15 @@ macro_rules! delegate_to_backend {
             ) -> Result<Fence, StoreError> {
                 self.backend.renew(key.as_str(), token, lock_ttl).await
             }
+
+            fn name(&self) -> &'static str {
+                $name
+            }
         }
     )*};
 }
 
-delegate_to_backend!(RedisStore, RedisClusterStore);
+delegate_to_backend!(RedisStore => "redis", RedisClusterStore => "redis_cluster");
 
 /// A Lua script and its SHA-1, for `EVALSHA`.
 struct Lua {

@@ -487,6 +487,10 @@ const STATE: &str = "#state";
 
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
+    fn name(&self) -> &'static str {
+        "dynamodb"
+    }
+
     async fn claim(&self, key: &StoreKey, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         let shared = &*self.shared;
         let now = now_millis();

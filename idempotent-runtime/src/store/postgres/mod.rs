@@ -362,6 +362,10 @@ enum Answer {
 
 #[async_trait]
 impl IdempotencyStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn claim(&self, key: &StoreKey, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         for _ in 0..CLAIM_ATTEMPTS {
             match self.claim_once(key, claim).await? {
