@@ -78,7 +78,11 @@ fn peer_routes() -> Router<AppState> {
         .layer(CookieManagerLayer::new())
 }
 
-/// Every route: `/bare`, `/memory`, `/peer`, and `/redis` when a Redis store is given.
+/// The local cache of `/redis-cached`: room for every record a load run writes.
+const LOCAL_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Every route: `/bare`, `/memory`, `/peer`, and when a Redis store is given `/redis` and
+/// `/redis-cached` (the same store behind a local cache of completed records).
 pub fn app(redis: Option<Idempotency>) -> Router {
     let mut app = Router::new()
         .route("/bare", post(bare))
@@ -89,11 +93,18 @@ pub fn app(redis: Option<Idempotency>) -> Router {
         )
         .merge(peer_routes());
     if let Some(redis) = redis {
-        app = app.merge(
-            Router::new()
-                .route("/redis", post(idempotent_order))
-                .layer(redis),
-        );
+        let cached = redis.clone().local_cache(LOCAL_CACHE_BYTES);
+        app = app
+            .merge(
+                Router::new()
+                    .route("/redis", post(idempotent_order))
+                    .layer(redis),
+            )
+            .merge(
+                Router::new()
+                    .route("/redis-cached", post(idempotent_order))
+                    .layer(cached),
+            );
     }
     app.with_state(AppState::default())
 }

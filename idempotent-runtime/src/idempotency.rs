@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::HeaderName;
 use http::request::Parts;
 
+use crate::local::LocalCache;
 use crate::metrics::Metrics;
 use crate::store::IdempotencyStore;
 use crate::store::memory::MemoryStore;
@@ -66,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) replay_headers: Arc<[HeaderName]>,
     pub(crate) scope: Option<Arc<ScopeFn>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Completed records this process wrote or read, answered without a round trip.
+    pub(crate) local: Option<LocalCache>,
     /// One outage warning per interval.
     pub(crate) outage_log: Arc<LogThrottle>,
     /// The background releases of claims that may land after their deadline.
@@ -123,6 +126,7 @@ impl Idempotency {
                 ]),
                 scope: None,
                 metrics: Arc::new(Metrics::default()),
+                local: None,
                 outage_log: Arc::new(LogThrottle::new(OUTAGE_WARNING_INTERVAL)),
                 late_releases: Arc::new(Slots::default()),
             }),
@@ -179,6 +183,27 @@ impl Idempotency {
 
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::make_mut(&mut self.inner)
+    }
+
+    /// Keep the completed records this process writes or reads in a cache of its own, of at
+    /// most `max_bytes` (keys and responses; a record also counts 256 bytes of bookkeeping),
+    /// in front of the store: a replay (or a 304, or a 422) of a record the process holds
+    /// costs no round trip, and still answers while the store is down.
+    ///
+    /// For a networked store (Redis, PostgreSQL, DynamoDB); the in-memory store is one
+    /// already. A record is kept no longer than it lives in the store (its `ttl` from when
+    /// it was stored, by this process's clock; a record written by another program, which
+    /// does not say when, is not kept), the least recently used first out when the cache is
+    /// full. PROCESSING records are never kept, so a duplicate of a request still running
+    /// always asks the store. Keys are kept with their prefix and scope, so tenants stay
+    /// apart.
+    ///
+    /// What it trades: a record the store loses before its `ttl` (a Redis failover without
+    /// the write, an eviction under `maxmemory`) is still replayed by the processes that
+    /// hold it, which is what a retry wants.
+    pub fn local_cache(mut self, max_bytes: u64) -> Self {
+        self.inner_mut().local = Some(LocalCache::new(max_bytes));
+        self
     }
 
     /// The deadline of each store call (default 300 ms). A call that misses it is an outage:

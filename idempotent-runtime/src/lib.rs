@@ -115,6 +115,7 @@ mod extract;
 pub mod guide;
 mod idempotency;
 pub mod layer;
+mod local;
 pub mod metrics;
 #[cfg(feature = "utoipa")]
 pub mod openapi;

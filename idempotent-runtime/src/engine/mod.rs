@@ -61,8 +61,10 @@ struct Job<H> {
 /// Run `handler` (the user's extractors and body, or the wrapped service) for `request`
 /// under the protocol. The handler's own error is passed through, after the key is released.
 ///
-/// The request runs in a `tracing` span `idempotency` with the route's `key_prefix`, its
-/// `outcome` (see [`Outcome`]) once known, and the answer's `status`.
+/// The request runs in a `tracing` span `idempotency` (at `DEBUG`, as tower-http's request
+/// spans: a service logging at `INFO` pays a level check per request, nothing more) with the
+/// route's `key_prefix`, its `outcome` (see [`Outcome`]) once known, and the answer's
+/// `status`.
 pub(crate) async fn run<H, Fut, E>(
     inner: Arc<Inner>,
     policy: PolicyRef,
@@ -74,7 +76,7 @@ where
     Fut: Future<Output = Result<Response, E>> + Send + 'static,
     E: Send + 'static,
 {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "idempotency",
         key_prefix = &*policy.key_prefix,
         outcome = tracing::field::Empty,
@@ -186,6 +188,20 @@ where
     let mut backoff = FIRST_WAIT_BACKOFF;
     let mut waited = false;
     let caching = replay::Caching::of(&policy, &parts).map(Box::new);
+    // A completed record this process holds answers without a round trip (and while the
+    // store is down).
+    if let Some(local) = &inner.local
+        && let Some(stored) = local.get(&store_key)
+    {
+        return Ok(answer_completed(
+            &inner,
+            &policy,
+            &key,
+            fingerprint.as_deref(),
+            &stored,
+            caching.as_deref(),
+        ));
+    }
     let mut claim = Claim::new(Token::generate(), fingerprint, policy.lock_ttl);
     loop {
         let outcome = within_deadline(
@@ -234,23 +250,24 @@ where
                 return job.outage(&error).await;
             }
         };
-        if differs(claim.fingerprint.as_deref(), record.fingerprint()) {
-            inner.metrics.record(&policy.key_prefix, Outcome::Mismatch);
-            return Ok(problem(
-                ProblemCode::KeyReused,
-                &format!("Idempotency key '{key}' was already used with a different request body"),
-            ));
-        }
         match record {
             Record::Completed(stored) => {
-                let response = replay::replay(&stored, caching.as_deref());
-                let outcome = if response.status() == http::StatusCode::NOT_MODIFIED {
-                    Outcome::NotModified
-                } else {
-                    Outcome::Replayed
-                };
-                inner.metrics.record(&policy.key_prefix, outcome);
-                return Ok(response);
+                if let Some(local) = &inner.local {
+                    local.read(&store_key, &stored, policy.ttl);
+                }
+                return Ok(answer_completed(
+                    &inner,
+                    &policy,
+                    &key,
+                    claim.fingerprint.as_deref(),
+                    &stored,
+                    caching.as_deref(),
+                ));
+            }
+            Record::Processing { fingerprint, .. }
+                if differs(claim.fingerprint.as_deref(), fingerprint.as_deref()) =>
+            {
+                return Ok(mismatch(&inner, &policy, &key));
             }
             Record::Processing { .. } => {
                 if let Some(until) = wait_until
@@ -453,10 +470,13 @@ async fn complete(
         owner.fingerprint,
     )
     .stored(SystemTime::now(), owner.claim.token.clone());
-    if let Some(unit) = unit {
+    // A copy for the local cache, kept once the record is written.
+    let keep = inner.local.as_ref().map(|local| (local, stored.clone()));
+    let written = if let Some(unit) = unit {
         if let Err(failed) = unit::commit_owned(inner, policy, &owner.claim, &*unit, stored).await {
             return failed;
         }
+        true
     } else {
         let written = within_deadline(
             inner,
@@ -467,7 +487,7 @@ async fn complete(
         )
         .await;
         match written {
-            Ok(Fence::Applied) => {}
+            Ok(Fence::Applied) => true,
             Ok(_) => {
                 inner.metrics.record(&policy.key_prefix, Outcome::Fenced);
                 tracing::warn!(
@@ -475,6 +495,7 @@ async fn complete(
                     "idempotency: not storing the response: the key was claimed by another request \
                      after this one's lock_ttl ran out"
                 );
+                false
             }
             Err(error) if error.kind() == StoreErrorKind::TooLarge => {
                 inner
@@ -482,6 +503,7 @@ async fn complete(
                     .record(&policy.key_prefix, Outcome::OversizedResponse);
                 tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: the store cannot hold a record this large; the key is released");
                 release(inner, &owner.claim).await;
+                false
             }
             Err(error) => {
                 inner
@@ -489,14 +511,50 @@ async fn complete(
                     .record(&policy.key_prefix, Outcome::StoreError);
                 tracing::warn!(%error, key_prefix = &*policy.key_prefix, "idempotency: storing the response failed");
                 release(inner, &owner.claim).await;
+                false
             }
         }
+    };
+    if written && let Some((local, stored)) = keep {
+        local.completed(&owner.claim.key, Arc::new(stored), policy.ttl);
     }
     let response = Response::from_parts(parts, Body::from(bytes));
     match &owner.caching {
         Some(caching) => caching.answer_fresh(response),
         None => response,
     }
+}
+
+/// The answer to a request whose key holds a completed record: its replay (or 304), or 422
+/// when the request's body differs.
+fn answer_completed(
+    inner: &Inner,
+    policy: &PolicyRef,
+    key: &str,
+    fingerprint: Option<&str>,
+    stored: &StoredResponse,
+    caching: Option<&replay::Caching>,
+) -> Response {
+    if differs(fingerprint, stored.fingerprint.as_deref()) {
+        return mismatch(inner, policy, key);
+    }
+    let response = replay::replay(stored, caching);
+    let outcome = if response.status() == http::StatusCode::NOT_MODIFIED {
+        Outcome::NotModified
+    } else {
+        Outcome::Replayed
+    };
+    inner.metrics.record(&policy.key_prefix, outcome);
+    response
+}
+
+/// 422: the key was used with another body.
+fn mismatch(inner: &Inner, policy: &PolicyRef, key: &str) -> Response {
+    inner.metrics.record(&policy.key_prefix, Outcome::Mismatch);
+    problem(
+        ProblemCode::KeyReused,
+        &format!("Idempotency key '{key}' was already used with a different request body"),
+    )
 }
 
 fn differs(ours: Option<&str>, theirs: Option<&str>) -> bool {

@@ -21,7 +21,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 const SHARDS: usize = 64;
 
 /// The hasher of both maps: fast on short keys, randomly seeded per process.
-type Hasher = foldhash::fast::RandomState;
+pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// An in-memory store for one process: completed records in a bounded concurrent cache
 /// ([moka]), PROCESSING records in a sharded map beside it.
@@ -50,13 +50,28 @@ pub struct MemoryStore {
 
 /// A completed record in the cache, with the lifetime it was stored for.
 #[derive(Clone)]
-struct Completed {
-    response: Arc<StoredResponse>,
-    ttl: Duration,
+pub(crate) struct Completed {
+    pub(crate) response: Arc<StoredResponse>,
+    pub(crate) ttl: Duration,
+}
+
+/// A bounded cache of completed records: at most `max_bytes` of keys and responses, each
+/// entry living for its own `ttl`, the least recently used evicted first. The memory store's,
+/// and the local cache's in front of a networked store.
+pub(crate) fn completed_cache(max_bytes: u64, hasher: Hasher) -> Cache<String, Completed, Hasher> {
+    Cache::builder()
+        .max_capacity(max_bytes)
+        .weigher(|key: &String, entry: &Completed| Completed::weight(key, &entry.response))
+        .expire_after(PerEntryTtl)
+        // Retries come soon after the first request: under pressure, evict the records
+        // written longest ago, and always keep the newest (a frequency-based policy would
+        // refuse a new record in favour of older ones).
+        .eviction_policy(EvictionPolicy::lru())
+        .build_with_hasher(hasher)
 }
 
 impl Completed {
-    fn weight(key: &str, response: &StoredResponse) -> u32 {
+    pub(crate) fn weight(key: &str, response: &StoredResponse) -> u32 {
         let headers = response.headers.as_ref().map_or(0, |h| {
             h.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
         });
@@ -200,15 +215,7 @@ impl MemoryStore {
     pub fn with_max_bytes(max_bytes: u64) -> Self {
         let hasher = Hasher::default();
         Self {
-            completed: Cache::builder()
-                .max_capacity(max_bytes)
-                .weigher(|key: &String, entry: &Completed| Completed::weight(key, &entry.response))
-                .expire_after(PerEntryTtl)
-                // Retries come soon after the first request: under pressure, evict the
-                // records written longest ago, and always keep the newest (a frequency-based
-                // policy would refuse a new record in favour of older ones).
-                .eviction_policy(EvictionPolicy::lru())
-                .build_with_hasher(hasher.clone()),
+            completed: completed_cache(max_bytes, hasher.clone()),
             claims: Arc::new(Claims::new(hasher)),
         }
     }
