@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The load benchmark: requests/s and latency of one order handler served bare, under
 # `#[idempotent]` (in-memory store and Redis) and under the `axum-idempotent` crate, on
-# loopback, driven by `wrk`. Writes the results into BENCHMARKS.md (between the
+# loopback, driven by `wrk` (and Redis behind the local cache, and PostgreSQL). Writes the results into BENCHMARKS.md (between the
 # `results` markers; the rest of the file is kept).
 #
 #   bash scripts/bench.sh                      # 5 rounds of 8 s per path, 32 connections
@@ -9,14 +9,17 @@
 #
 # Settings (environment): ROUNDS (5), DURATION (8s), WARMUP (2s), CONNECTIONS (32),
 # THREADS (wrk threads, 2), SESSIONS (session cookies the axum-idempotent fresh-key path
-# spreads its keys over, 1024), REDIS (1; 0 skips the Redis paths), OUT (BENCHMARKS.md).
+# spreads its keys over, 1024), REDIS (1; 0 skips the Redis paths), POSTGRES (1; 0 skips
+# the PostgreSQL paths), OUT (BENCHMARKS.md).
 #
 # Each measurement starts a fresh server process (empty stores), warms it up, then runs
 # wrk; the order of the paths rotates from round to round, so that a slow moment of a
 # shared machine does not always land on the same path. The figures reported are the
 # medians over the rounds. Redis is a private redis-server on a free loopback port,
-# without persistence, stopped at the end. wrk and redis-server are installed from
-# Debian's packages when missing.
+# without persistence, stopped at the end; PostgreSQL a private cluster (initdb in a
+# temporary directory, run as the `postgres` user under root, default settings: fsync on)
+# on a free loopback port, stopped at the end. wrk, redis-server and postgresql are
+# installed from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +30,10 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 SESSIONS=${SESSIONS:-1024}
 REDIS=${REDIS:-1}
+POSTGRES=${POSTGRES:-1}
 OUT=${OUT:-BENCHMARKS.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS SESSIONS=$SESSIONS bash scripts/bench.sh"
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS SESSIONS=$SESSIONS REDIS=$REDIS POSTGRES=$POSTGRES bash scripts/bench.sh"
 
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -37,6 +41,16 @@ if [ "$REDIS" = 1 ]; then
     command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
     command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 fi
+# Debian keeps initdb and postgres off PATH, in /usr/lib/postgresql/<version>/bin.
+pg_bin() {
+    if command -v initdb >/dev/null 2>&1; then
+        # The directory of the real binary, where pg_isready and psql live too.
+        dirname "$(readlink -f "$(command -v initdb)")"
+    else
+        find /usr/lib/postgresql -path '*/bin/initdb' 2>/dev/null | sort -V | tail -1 | xargs -r dirname
+    fi
+}
+if [ "$POSTGRES" = 1 ] && [ -z "$(pg_bin)" ]; then need+=(postgresql); fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -51,9 +65,14 @@ SERVER_BIN="$TARGET_DIR/release/loadbench_server"
 WORK=$(mktemp -d)
 SERVER_PID=""
 REDIS_PID=""
+PG_PID=""
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
+    if [ -n "$PG_PID" ]; then
+        kill -INT "$PG_PID" 2>/dev/null || true # fast shutdown
+        for _ in $(seq 1 100); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.1; done
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -96,6 +115,31 @@ if [ "$REDIS" = 1 ]; then
     [ -n "$REDIS_URL" ] || { echo "could not start redis-server" >&2; exit 1; }
     echo "private redis-server on $REDIS_URL (pid $REDIS_PID)" >&2
 fi
+
+DATABASE_URL=""
+if [ "$POSTGRES" = 1 ]; then
+    PG_BIN=$(pg_bin)
+    as_pg=()
+    if [ "$(id -u)" -eq 0 ]; then
+        # PostgreSQL refuses to run as root.
+        chown postgres "$WORK"
+        as_pg=(runuser -u postgres --)
+    fi
+    "${as_pg[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust --no-sync -E UTF8 \
+        --locale C >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; exit 1; }
+    PG_PORT=$(free_port)
+    "${as_pg[@]}" "$PG_BIN/postgres" -D "$WORK/pg" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories= -c max_connections=100 >"$WORK/postgres.log" 2>&1 &
+    for _ in $(seq 1 200); do
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+        sleep 0.05
+    done
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || { cat "$WORK/postgres.log" >&2; exit 1; }
+    PG_PID=$(head -1 "$WORK/pg/postmaster.pid")
+    DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    echo "private PostgreSQL on 127.0.0.1:$PG_PORT (postmaster $PG_PID)" >&2
+fi
+psql_run() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "$1" >/dev/null; }
 
 # Every path sends the same request: POST, a 14-byte JSON body, an Idempotency-Key and a
 # session cookie (which only axum-idempotent reads). BENCH_MODE=fresh counts the key up on
@@ -147,15 +191,17 @@ declare -A ROUTE=(
     [bare]=/bare
     [memory-fresh]=/memory [memory-replay]=/memory
     [redis-fresh]=/redis [redis-replay]=/redis [redis-cached-replay]=/redis-cached
+    [postgres-fresh]=/postgres [postgres-replay]=/postgres
     [peer-fresh]=/peer [peer-replay]=/peer
 )
 declare -A REPLAY_HEADER=(
     [memory-replay]=idempotent-replayed [redis-replay]=idempotent-replayed
-    [redis-cached-replay]=idempotent-replayed
+    [redis-cached-replay]=idempotent-replayed [postgres-replay]=idempotent-replayed
     [peer-replay]=idempotency-replayed
 )
 PATHS=(bare memory-fresh memory-replay peer-fresh peer-replay)
 [ "$REDIS" = 1 ] && PATHS+=(redis-fresh redis-replay redis-cached-replay)
+[ "$POSTGRES" = 1 ] && PATHS+=(postgres-fresh postgres-replay)
 
 post() { # url key cookie -> headers of the response on stdout
     curl -sS -o /dev/null -D - -X POST "$1" -H 'Content-Type: application/json' \
@@ -164,7 +210,7 @@ post() { # url key cookie -> headers of the response on stdout
 
 start_server() {
     : >"$WORK/server.log"
-    BIND=127.0.0.1:0 REDIS_URL="$REDIS_URL" "$SERVER_BIN" >"$WORK/server.log" 2>&1 &
+    BIND=127.0.0.1:0 REDIS_URL="$REDIS_URL" DATABASE_URL="$DATABASE_URL" "$SERVER_BIN" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 200); do
         ADDR=$(sed -n 's/^loadbench server ready on \([^ ]*\).*/\1/p' "$WORK/server.log")
@@ -180,6 +226,14 @@ start_server() {
 # CPU time (user + system, in clock ticks) a process has used so far.
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# The same for the postmaster and every backend and worker it forked.
+pg_cpu_ticks() {
+    local total=0 pid
+    for pid in "$PG_PID" $(awk -v p="$PG_PID" '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null); do
+        total=$((total + $(cpu_ticks "$pid" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
 
 stop_server() {
     kill "$SERVER_PID" 2>/dev/null || true
@@ -192,6 +246,8 @@ measure() {
     local path=$1 round=$2 mode=fresh url
     case $path in *-replay) mode=replay ;; esac
     [ -n "$REDIS_URL" ] && redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
+    # The server creates the table again at start.
+    [ -n "$DATABASE_URL" ] && psql_run "DROP TABLE IF EXISTS idempotency_keys"
     start_server
     url="http://$ADDR${ROUTE[$path]}"
     local sample first replayed
@@ -211,11 +267,17 @@ measure() {
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/bench.lua" "$url" >/dev/null
     local out cpu0 cpu1 rcpu0=0 rcpu1=0
     cpu0=$(cpu_ticks "$SERVER_PID")
-    [ -n "$REDIS_PID" ] && rcpu0=$(cpu_ticks "$REDIS_PID")
+    case $path in
+    redis-*) rcpu0=$(cpu_ticks "$REDIS_PID") ;;
+    postgres-*) rcpu0=$(pg_cpu_ticks) ;;
+    esac
     out=$(BENCH_MODE=$mode BENCH_RUN="r$round" BENCH_SESSIONS=$SESSIONS \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/bench.lua" "$url")
     cpu1=$(cpu_ticks "$SERVER_PID")
-    [ -n "$REDIS_PID" ] && rcpu1=$(cpu_ticks "$REDIS_PID")
+    case $path in
+    redis-*) rcpu1=$(cpu_ticks "$REDIS_PID") ;;
+    postgres-*) rcpu1=$(pg_cpu_ticks) ;;
+    esac
     if [ "$mode" = replay ]; then
         replayed=$(post "$url" replay-0 s00000000000000000000A)
         printf '%s' "$replayed" | grep -qi "^${REPLAY_HEADER[$path]}: true" ||
@@ -236,7 +298,7 @@ measure() {
     cpu=$(awk -v t="$((cpu1 - cpu0))" -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
     rcpu=$(awk -v t="$((rcpu1 - rcpu0))" -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
     printf '%s %s %s %s %s %s %s\n' "$path" "$round" "$rps" "$p50_us" "$p99_us" "$cpu" "$rcpu" >>"$WORK/results"
-    printf '  round %s %-14s %8s req/s  p50 %6s us  p99 %6s us  server CPU %5s us/req  redis CPU %5s us/req\n' \
+    printf '  round %s %-14s %8s req/s  p50 %6s us  p99 %6s us  server CPU %5s us/req  store CPU %5s us/req\n' \
         "$round" "$path" "$rps" "$p50_us" "$p99_us" "$cpu" "$rcpu" >&2
 }
 
@@ -276,7 +338,7 @@ ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cost() { # server CPU per request; for the Redis paths, plus Redis's
     local extra=0
-    case $1 in redis-*) extra=${RCPU[$1]} ;; esac
+    case $1 in redis-* | postgres-*) extra=${RCPU[$1]} ;; esac
     awk -v a="${CPU[$1]}" -v b="$extra" 'BEGIN { print a + b }'
 }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "holds" : "**misses**") }'; }
@@ -289,6 +351,8 @@ label() {
     redis-fresh) echo "\`#[idempotent]\`, Redis, fresh key" ;;
     redis-replay) echo "\`#[idempotent]\`, Redis, replay" ;;
     redis-cached-replay) echo "\`#[idempotent]\`, Redis behind the local cache, replay" ;;
+    postgres-fresh) echo "\`#[idempotent]\`, PostgreSQL, fresh key" ;;
+    postgres-replay) echo "\`#[idempotent]\`, PostgreSQL, replay" ;;
     peer-fresh) echo "axum-idempotent 0.6, in-memory, fresh key" ;;
     peer-replay) echo "axum-idempotent 0.6, in-memory, replay" ;;
     esac
@@ -305,10 +369,13 @@ label() {
     echo
     echo "| path | requests/s | p50 | p99 | server CPU per request | requests/s per round |"
     echo "|---|---:|---:|---:|---:|---|"
-    for path in bare memory-fresh memory-replay redis-fresh redis-replay redis-cached-replay peer-fresh peer-replay; do
+    for path in bare memory-fresh memory-replay redis-fresh redis-replay redis-cached-replay postgres-fresh postgres-replay peer-fresh peer-replay; do
         [ -n "${RPS[$path]:-}" ] || continue
         cpu="${CPU[$path]} µs"
-        case $path in redis-*) cpu="$cpu (+ Redis ${RCPU[$path]} µs)" ;; esac
+        case $path in
+        redis-*) cpu="$cpu (+ Redis ${RCPU[$path]} µs)" ;;
+        postgres-*) cpu="$cpu (+ PostgreSQL ${RCPU[$path]} µs)" ;;
+        esac
         echo "| $(label "$path") | ${RPS[$path]} | $(ms "${P50[$path]}") ms | $(ms "${P99[$path]}") ms | $cpu | ${ROUNDS_RPS[$path]} |"
     done
     echo
@@ -337,8 +404,15 @@ label() {
         echo "| Redis, fresh key (no target) | $r | | $c | $(per_round redis-fresh bare) |"
         target "Redis behind the local cache, replay ≥ 0.85× bare" redis-cached-replay bare 0.85
     fi
+    if [ -n "${RPS[postgres-replay]:-}" ]; then
+        for path in postgres-replay postgres-fresh; do
+            r=$(ratio "${RPS[$path]}" "${RPS[bare]}")
+            c=$(ratio "$(cost bare)" "$(cost "$path")")
+            echo "| $(label "$path") (no target) | $r | | $c | $(per_round "$path" bare) |"
+        done
+    fi
     echo
-    echo "The server CPU ratio compares the CPU time each path costs per request (for Redis, the server's and Redis's together), leaving out the load generator, which shares the machine's cores and costs the same on every path; it is the stricter figure."
+    echo "The server CPU ratio compares the CPU time each path costs per request (for Redis and PostgreSQL, the server's and the store's together), leaving out the load generator, which shares the machine's cores and costs the same on every path; it is the stricter figure."
     echo "<!-- results:end -->"
 } >"$WORK/section.md"
 

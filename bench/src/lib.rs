@@ -8,7 +8,9 @@
 //!
 //! - `/bare`: the handler alone, no idempotency.
 //! - `/memory`: `#[idempotent(key_prefix = "bench", include_body = true)]`, in-memory store.
-//! - `/redis`: the same on a Redis store (only when one is given).
+//! - `/redis`: the same on a Redis store (only when one is given), and `/redis-cached` on it
+//!   behind a local cache of completed records.
+//! - `/postgres`: the same on a PostgreSQL store (only when one is given).
 //! - `/peer`: the handler under `axum-idempotent` 0.6 in its `Idempotency-Key` header
 //!   mode, with a `ruts` session layer on its in-memory (moka) store and the cookie layer,
 //!   as its README sets it up. It caches only for a request that carries a session cookie
@@ -81,9 +83,27 @@ fn peer_routes() -> Router<AppState> {
 /// The local cache of `/redis-cached`: room for every record a load run writes.
 const LOCAL_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The networked stores a load run measures, each optional.
+#[derive(Default)]
+pub struct Stores {
+    /// Serves `/redis` and `/redis-cached`.
+    pub redis: Option<Idempotency>,
+    /// Serves `/postgres`.
+    pub postgres: Option<Idempotency>,
+}
+
 /// Every route: `/bare`, `/memory`, `/peer`, and when a Redis store is given `/redis` and
 /// `/redis-cached` (the same store behind a local cache of completed records).
 pub fn app(redis: Option<Idempotency>) -> Router {
+    app_with(Stores {
+        redis,
+        postgres: None,
+    })
+}
+
+/// Every route of [`app`], and `/postgres` when a PostgreSQL store is given.
+pub fn app_with(stores: Stores) -> Router {
+    let Stores { redis, postgres } = stores;
     let mut app = Router::new()
         .route("/bare", post(bare))
         .merge(
@@ -105,6 +125,13 @@ pub fn app(redis: Option<Idempotency>) -> Router {
                     .route("/redis-cached", post(idempotent_order))
                     .layer(cached),
             );
+    }
+    if let Some(postgres) = postgres {
+        app = app.merge(
+            Router::new()
+                .route("/postgres", post(idempotent_order))
+                .layer(postgres),
+        );
     }
     app.with_state(AppState::default())
 }

@@ -295,7 +295,7 @@ impl Metrics {
     )]
     pub(crate) fn record(&self, key_prefix: &Cow<'static, str>, outcome: Outcome) {
         self.counts[outcome as usize].fetch_add(1, Relaxed);
-        if outcome.is_final() {
+        if outcome.is_final() && tracing::level_enabled!(tracing::Level::DEBUG) {
             tracing::Span::current().record("outcome", outcome.as_str());
         }
         #[cfg(feature = "metrics")]

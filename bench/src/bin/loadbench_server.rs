@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Environment: `BIND` (default `127.0.0.1:3100`), `REDIS_URL` (optional: serves `/redis`
-//! on that Redis), `WORKERS` (tokio worker threads, default: one per core). Prints one line
-//! when ready.
+//! and `/redis-cached` on that Redis), `DATABASE_URL` (optional: serves `/postgres` on that
+//! PostgreSQL database, whose table `idempotency_keys` is created if missing), `WORKERS`
+//! (tokio worker threads, default: one per core). Prints one line when ready.
 
 use idempotent_runtime::Idempotency;
 
@@ -21,12 +22,32 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         ),
         _ => None,
     };
-    let stores = if redis.is_some() {
-        "memory, redis"
-    } else {
-        "memory"
+    let postgres = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            // A pool as a service sizes it: no ping before each checkout.
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(16)
+                .test_before_acquire(false)
+                .connect(&url)
+                .await
+                .map_err(|e| format!("connecting to DATABASE_URL: {e}"))?;
+            Some(
+                Idempotency::postgres(pool)
+                    .await
+                    .map_err(|e| format!("DATABASE_URL: {e}"))?,
+            )
+        }
+        _ => None,
     };
-    let app = idempotent_bench::app(redis);
+    let mut stores = vec!["memory"];
+    if redis.is_some() {
+        stores.push("redis");
+    }
+    if postgres.is_some() {
+        stores.push("postgres");
+    }
+    let stores = stores.join(", ");
+    let app = idempotent_bench::app_with(idempotent_bench::Stores { redis, postgres });
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3100".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await

@@ -76,6 +76,11 @@ where
     Fut: Future<Output = Result<Response, E>> + Send + 'static,
     E: Send + 'static,
 {
+    // Only where a subscriber wants it: a disabled span still costs its enter and exit on
+    // every poll (and a `log` record check when a dependency turns on tracing's `log`).
+    if !tracing::span_enabled!(tracing::Level::DEBUG) {
+        return decide(inner, policy, request, handler).await;
+    }
     let span = tracing::debug_span!(
         "idempotency",
         key_prefix = &*policy.key_prefix,
