@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use support::app::{Server, client, eventually, problem_code};
 use support::orders::{AppState, Path};
-use support::postgres::{self as pg, PostgresServer};
+use support::postgres::{self as pg, PostgresServer, verbs};
 use support::store_contract::{
     HOUR, MINUTE, claim, hashed_claim, is_claimed, processing_token, race, refuses, response, sk,
 };
@@ -472,23 +472,10 @@ where
     server.statements_since(mark)
 }
 
-/// The first word of each statement (`WITH`, `INSERT`, ...).
-fn verbs(statements: &[String]) -> Vec<&str> {
-    statements
-        .iter()
-        .map(|s| s.split_whitespace().next().unwrap_or(""))
-        .collect()
-}
-
 #[tokio::test]
 async fn each_operation_is_one_statement() {
     let server = PostgresServer::start_with(&[("log_statement", "all")]);
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect(&server.url())
-        .await
-        .unwrap();
+    let pool = service_pool(&server, 1).await;
     let store = store_on(pool, "counted").await;
     let key = sk("idempotency:orders:c-1");
     let owner = claim(MINUTE);
@@ -534,12 +521,7 @@ async fn each_operation_is_one_statement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_requests_cost_what_the_contract_says() {
     let server = PostgresServer::start_with(&[("log_statement", "all")]);
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .test_before_acquire(false)
-        .connect(&server.url())
-        .await
-        .unwrap();
+    let pool = service_pool(&server, 2).await;
     let store = store_on(pool, "http").await;
     let state = AppState::default();
     let app = Path::Macro
@@ -770,10 +752,10 @@ async fn outage_app(pool: PgPool, what: &str) -> (Server, AppState) {
     (Server::start(app).await, state)
 }
 
-/// A pool as a service would configure it (see the example).
-async fn service_pool(server: &PostgresServer) -> PgPool {
+/// A pool of `connections` as a service would configure it (see the example).
+async fn service_pool(server: &PostgresServer, connections: u32) -> PgPool {
     PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(connections)
         .acquire_timeout(Duration::from_secs(2))
         .test_before_acquire(false)
         .connect(&server.url())
@@ -828,7 +810,7 @@ async fn replays(app: &Server, route: &str, key: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_is_an_outage_and_idempotency_resumes_after_a_restart() {
     let mut server = PostgresServer::start();
-    let (app, state) = outage_app(service_pool(&server).await, "killed").await;
+    let (app, state) = outage_app(service_pool(&server, 4).await, "killed").await;
     assert_eq!(post(&app, "/orders", "before").await.0, 201);
 
     server.kill();
@@ -854,7 +836,7 @@ async fn a_killed_server_is_an_outage_and_idempotency_resumes_after_a_restart() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_server_is_an_outage_within_the_deadline_and_resumes_when_thawed() {
     let server = PostgresServer::start();
-    let (app, _state) = outage_app(service_pool(&server).await, "paused").await;
+    let (app, _state) = outage_app(service_pool(&server, 4).await, "paused").await;
     assert_eq!(post(&app, "/orders", "before").await.0, 201);
 
     server.pause();

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use support::app::{Probe, Server, client, eventually, problem_code};
-use support::postgres::{self as pg, PostgresServer};
+use support::postgres::{self as pg, PostgresServer, verbs};
 
 #[derive(Clone)]
 struct TxState {
@@ -395,12 +395,8 @@ async fn a_transactional_first_run_adds_one_statement_to_the_handlers_transactio
         201
     );
     let statements = server.statements_since(mark);
-    let verbs: Vec<&str> = statements
-        .iter()
-        .map(|s| s.split_whitespace().next().unwrap_or(""))
-        .collect();
     assert_eq!(
-        verbs,
+        verbs(&statements),
         ["WITH", "BEGIN", "INSERT", "INSERT", "COMMIT"],
         "claim; the handler's transaction: its insert, the record, the commit: {statements:#?}"
     );

@@ -14,23 +14,32 @@ use serde_json::{Value, json};
 use support::app::{Server, client};
 use support::logs::Sink;
 
-#[tokio::test]
-async fn each_request_runs_in_an_idempotency_span_with_its_prefix_outcome_and_status() {
+/// Logs and span closes up to `level`, captured on this thread while the guard lives.
+fn capture(level: tracing::Level) -> (Sink, tracing::subscriber::DefaultGuard) {
     let sink = Sink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
+        .with_max_level(level)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (sink, tracing::subscriber::set_default(subscriber))
+}
 
-    let server = Server::start(orders::app(
+/// The orders example on the in-memory store.
+async fn example() -> Server {
+    Server::start(orders::app(
         Idempotency::memory(),
         orders::AppState::default(),
     ))
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn each_request_runs_in_an_idempotency_span_with_its_prefix_outcome_and_status() {
+    let (sink, _guard) = capture(tracing::Level::DEBUG);
+    let server = example().await;
     let http = client();
     let secret_key = "key-SECRET-77";
     for amount in [5, 5, 6] {
@@ -78,20 +87,8 @@ async fn each_request_runs_in_an_idempotency_span_with_its_prefix_outcome_and_st
 
 #[tokio::test]
 async fn at_info_the_layer_adds_nothing_to_the_logs() {
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let server = Server::start(orders::app(
-        Idempotency::memory(),
-        orders::AppState::default(),
-    ))
-    .await;
+    let (sink, _guard) = capture(tracing::Level::INFO);
+    let server = example().await;
     let response = client()
         .post(server.url("/orders"))
         .header("Idempotency-Key", "quiet-1")

@@ -741,3 +741,12 @@ pub fn table_name(what: &str) -> String {
         .collect();
     format!("idem_{what}{suffix}")
 }
+
+/// The first word of each statement (`WITH`, `INSERT`, `BEGIN`, ...), as
+/// [`PostgresServer::statements_since`] returns them.
+pub fn verbs(statements: &[String]) -> Vec<&str> {
+    statements
+        .iter()
+        .map(|s| s.split_whitespace().next().unwrap_or(""))
+        .collect()
+}
