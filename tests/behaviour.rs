@@ -167,6 +167,29 @@ async fn json_whitespace_does_not_change_the_fingerprint(path: Path, kind: Store
     assert_eq!(h.runs(), 1);
 }
 
+/// The same bytes are the same request only under the same reading: pretty-printed JSON is
+/// hashed compact as JSON and as it is otherwise, so sent again as `text/plain` it is
+/// another request, and sent again as JSON it is the same one.
+async fn the_same_bytes_under_another_content_type_are_another_request(path: Path, kind: Store) {
+    let (h, _store) = Harness::start(path, kind).await;
+    let pretty = "{\n  \"note\" : \"a\"\n}";
+    let send = |content_type: &'static str| {
+        h.http
+            .post(h.server.url("/orders"))
+            .header("Idempotency-Key", "ct")
+            .header("content-type", content_type)
+            .body(pretty)
+            .send()
+    };
+    assert_eq!(send("application/json").await.unwrap().status(), 201);
+    let (status, code, _) = problem_code(send("text/plain").await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (422, "idempotency_key_reused"));
+    let again = send("application/json").await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(h.runs(), 1);
+}
+
 async fn same_key_with_a_different_body_is_422(path: Path, kind: Store) {
     let (h, _store) = Harness::start(path, kind).await;
     assert_eq!(
@@ -1096,6 +1119,7 @@ every_store_and_path!(
     a_record_stored_without_a_tag_gets_one_on_replay,
     new_key_runs_once_and_retries_replay_the_stored_response,
     json_whitespace_does_not_change_the_fingerprint,
+    the_same_bytes_under_another_content_type_are_another_request,
     same_key_with_a_different_body_is_422,
     missing_key_on_a_mandatory_route_is_400_and_runs_nothing,
     configured_header_name_is_the_one_read,

@@ -186,9 +186,10 @@ impl Idempotency {
     }
 
     /// Keep the completed records this process writes or reads in a cache of its own, of at
-    /// most `max_bytes` (keys and responses; a record also counts 256 bytes of bookkeeping),
-    /// in front of the store: a replay (or a 304, or a 422) of a record the process holds
-    /// costs no round trip, and still answers while the store is down.
+    /// most `max_bytes` (keys and responses; a record also counts 744 bytes for its
+    /// structures and the cache's bookkeeping), in front of the store: a replay (or a 304,
+    /// or a 422) of a record the process holds costs no round trip, and still answers while
+    /// the store is down.
     ///
     /// For a networked store (Redis, PostgreSQL, DynamoDB); the in-memory store is one
     /// already. A record is kept no longer than it lives in the store (its `ttl` from when

@@ -108,7 +108,10 @@ impl fmt::Debug for Token {
 
 /// A response kept for replay: status, replayable headers, body, the fingerprint of the
 /// request that produced it, and when and by which claim it was stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two stored responses are equal when these fields are; the request bytes a process may
+/// keep beside a record it wrote (see [`Self::same_request`]) are not part of the record.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StoredResponse {
     /// The status code.
@@ -124,7 +127,31 @@ pub struct StoredResponse {
     pub stored_at: Option<SystemTime>,
     /// The claim that stored it, where the record says.
     pub token: Option<Token>,
+    /// The body of the request that produced it, as received, when this process wrote the
+    /// record and the body was small; never written to a store.
+    request: Option<RequestBody>,
 }
+
+/// The bytes of a request body and whether it was hashed as JSON: together they decide
+/// its fingerprint in the default mode.
+#[derive(Debug, Clone)]
+struct RequestBody {
+    bytes: Bytes,
+    json: bool,
+}
+
+impl PartialEq for StoredResponse {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.headers == other.headers
+            && self.body == other.body
+            && self.fingerprint == other.fingerprint
+            && self.stored_at == other.stored_at
+            && self.token == other.token
+    }
+}
+
+impl Eq for StoredResponse {}
 
 impl StoredResponse {
     /// A stored response from its parts, without a time or a token.
@@ -141,7 +168,41 @@ impl StoredResponse {
             fingerprint,
             stored_at: None,
             token: None,
+            request: None,
         }
+    }
+
+    /// The largest request body kept beside a record this process writes, in bytes.
+    pub(crate) const KEEP_REQUEST_UP_TO: usize = 512;
+
+    /// Keep a copy of the request body the fingerprint was made of (in the default mode,
+    /// [`Fingerprint::Json`](idempotent_protocol::Fingerprint::Json), where it depends only
+    /// on these bytes and on whether they were hashed as JSON), so that a retry holding the
+    /// same bytes is recognised without hashing them again. A copy: the received bytes may
+    /// share a larger buffer. Bodies over [`Self::KEEP_REQUEST_UP_TO`] are not kept.
+    pub(crate) fn with_request(mut self, body: &[u8], json: bool) -> Self {
+        if body.len() <= Self::KEEP_REQUEST_UP_TO {
+            self.request = Some(RequestBody {
+                bytes: Bytes::copy_from_slice(body),
+                json,
+            });
+        }
+        self
+    }
+
+    /// Whether a request with `body` (hashed as JSON or not, per `json`) is the one that
+    /// produced this response, as far as the default fingerprint can tell: the same bytes
+    /// under the same decision have the same fingerprint. `false` when the bytes were not
+    /// kept; the caller then compares fingerprints.
+    pub(crate) fn same_request(&self, body: &[u8], json: impl FnOnce() -> bool) -> bool {
+        self.request
+            .as_ref()
+            .is_some_and(|kept| *kept.bytes == *body && kept.json == json())
+    }
+
+    /// The bytes [`Self::with_request`] kept, for weighing a cached record.
+    pub(crate) fn kept_request_len(&self) -> usize {
+        self.request.as_ref().map_or(0, |kept| kept.bytes.len())
     }
 
     /// The same response, stored at `at` by the claim `token`.
@@ -276,6 +337,7 @@ impl Record {
                 .stored_at
                 .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
             token: wire.token.map(|t| Token::from_string(t.into_owned())),
+            request: None,
         })))
     }
 }
@@ -428,6 +490,21 @@ impl std::error::Error for RecordError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_request_is_the_same_only_with_the_same_bytes_and_reading() {
+        let response = StoredResponse::new(StatusCode::CREATED, None, Bytes::new(), None);
+        assert!(!response.same_request(b"{}", || true), "nothing kept");
+        let kept = response.clone().with_request(b"{ }", true);
+        assert!(kept.same_request(b"{ }", || true));
+        assert!(!kept.same_request(b"{}", || true), "other bytes");
+        assert!(!kept.same_request(b"{ }", || false), "read as raw bytes");
+        assert_eq!(kept, response, "not part of the record");
+        let large = vec![b' '; StoredResponse::KEEP_REQUEST_UP_TO + 1];
+        let not_kept = response.with_request(&large, true);
+        assert!(!not_kept.same_request(&large, || true), "too large to keep");
+        assert_eq!(not_kept.kept_request_len(), 0);
+    }
 
     fn completed(body: &[u8], headers: Option<Vec<(HeaderName, HeaderValue)>>) -> Record {
         Record::Completed(Arc::new(StoredResponse::new(

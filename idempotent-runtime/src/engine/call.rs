@@ -8,7 +8,8 @@ use crate::metrics::{Operation, Outcome};
 use crate::store::{Fence, StoreError};
 
 /// A store call bounded by the store deadline. A call that misses it is an error whose
-/// outcome is unknown: it was sent and may still take effect.
+/// outcome is unknown: it was sent and may still take effect. The calls of a store that
+/// never waits for I/O (the memory store) run without the timer.
 pub(super) async fn within_deadline<T>(
     inner: &Inner,
     operation: Operation,
@@ -16,7 +17,22 @@ pub(super) async fn within_deadline<T>(
 ) -> Result<T, StoreError> {
     #[cfg(feature = "metrics")]
     let started = tokio::time::Instant::now();
-    let result = tokio::time::timeout(inner.store_timeout, call)
+    let result = if inner.store.waits_for_io() {
+        bounded(inner, operation, call).await
+    } else {
+        call.await
+    };
+    #[cfg(feature = "metrics")]
+    crate::metrics::store_call(inner.store.name(), operation, started.elapsed());
+    result
+}
+
+async fn bounded<T>(
+    inner: &Inner,
+    operation: Operation,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(inner.store_timeout, call)
         .await
         .unwrap_or_else(|_| {
             Err(StoreError::new(format!(
@@ -25,10 +41,7 @@ pub(super) async fn within_deadline<T>(
                 inner.store_timeout
             ))
             .indeterminate())
-        });
-    #[cfg(feature = "metrics")]
-    crate::metrics::store_call(inner.store.name(), operation, started.elapsed());
-    result
+        })
 }
 
 /// Delete our PROCESSING record so a retry runs again. Best effort: if the store cannot be

@@ -25,7 +25,7 @@ use tracing::Instrument as _;
 use self::body::Collected;
 use self::call::{release, within_deadline};
 use crate::extract::{Decision, IdempotencyClaim, IdempotencyKey, TypedValue};
-use crate::fingerprint::{Fingerprint, fingerprint, fingerprint_in};
+use crate::fingerprint::{Fingerprint, fingerprint, fingerprint_in, is_json};
 use crate::idempotency::Inner;
 use crate::key::{self, KeyError};
 use crate::metrics::{Operation, Outcome};
@@ -47,6 +47,9 @@ struct Owner {
     /// Shared with the request's extensions, where the handler may extract it.
     claim: Arc<IdempotencyClaim>,
     fingerprint: Option<String>,
+    /// The request's body and whether it was hashed as JSON, when small enough to keep
+    /// beside the record (default fingerprint mode only).
+    request: Option<(bytes::Bytes, bool)>,
     caching: Option<Box<replay::Caching>>,
 }
 
@@ -155,21 +158,9 @@ where
     tracing::debug!(key = key.as_str(), "idempotency: the request's key");
 
     // 2. The body.
-    let (body, fingerprint) = if policy.include_body {
+    let (body, bytes) = if policy.include_body {
         match body::read_request(&parts.headers, body, inner.body_limit).await {
-            Ok(bytes) => {
-                let fp = match policy.fingerprint {
-                    Fingerprint::Typed(typed) => match typed.read(&bytes) {
-                        Some(read) => {
-                            parts.extensions.insert(TypedValue::new(read.value));
-                            read.fingerprint
-                        }
-                        None => fingerprint(&parts.headers, &bytes),
-                    },
-                    mode => fingerprint_in(mode, &parts.headers, &bytes),
-                };
-                (Body::from(bytes), Some(fp))
-            }
+            Ok(bytes) => (Body::from(bytes.clone()), Some(bytes)),
             Err(response) => {
                 if response.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
                     inner
@@ -186,27 +177,60 @@ where
     // 3. The store.
     let scope = inner.scope.as_ref().and_then(|scope| scope(&parts));
     let store_key = StoreKey::new(&policy.key_prefix, scope.as_deref(), &key);
+    let caching = replay::Caching::of(&policy, &parts).map(Box::new);
+    // A completed record this process holds answers without a claim (and, in front of a
+    // networked store, without a round trip, and while the store is down); a retry that
+    // sends the bytes of the request that produced it needs no fingerprint either.
+    let held = held(&inner, &store_key);
+    if let Some(stored) = &held
+        && let Some(bytes) = &bytes
+        && matches!(policy.fingerprint, Fingerprint::Json)
+        && stored.same_request(bytes, || is_json(&parts.headers))
+    {
+        return Ok(answer_completed(
+            &inner,
+            &policy,
+            &key,
+            None,
+            stored,
+            caching.as_deref(),
+        ));
+    }
+    let fingerprint = bytes.as_ref().map(|bytes| match policy.fingerprint {
+        Fingerprint::Typed(typed) => match typed.read(bytes) {
+            Some(read) => {
+                parts.extensions.insert(TypedValue::new(read.value));
+                read.fingerprint
+            }
+            None => fingerprint(&parts.headers, bytes),
+        },
+        mode => fingerprint_in(mode, &parts.headers, bytes),
+    });
+    if let Some(stored) = &held {
+        return Ok(answer_completed(
+            &inner,
+            &policy,
+            &key,
+            fingerprint.as_deref(),
+            stored,
+            caching.as_deref(),
+        ));
+    }
+    // The request's bytes, kept beside its record if it completes, so that a retry with the
+    // same bytes is recognised without hashing them.
+    let request = match (&bytes, policy.fingerprint) {
+        (Some(bytes), Fingerprint::Json) if bytes.len() <= StoredResponse::KEEP_REQUEST_UP_TO => {
+            Some(bytes.clone())
+        }
+        _ => None,
+    };
+    drop(bytes);
     let wait_until = match policy.on_conflict {
         OnConflict::Wait(max_wait) => Some(Instant::now() + max_wait),
         OnConflict::Reject => None,
     };
     let mut backoff = FIRST_WAIT_BACKOFF;
     let mut waited = false;
-    let caching = replay::Caching::of(&policy, &parts).map(Box::new);
-    // A completed record this process holds answers without a round trip (and while the
-    // store is down).
-    if let Some(local) = &inner.local
-        && let Some(stored) = local.get(&store_key)
-    {
-        return Ok(answer_completed(
-            &inner,
-            &policy,
-            &key,
-            fingerprint.as_deref(),
-            &stored,
-            caching.as_deref(),
-        ));
-    }
     let mut claim = Claim::new(Token::generate(), fingerprint, policy.lock_ttl);
     loop {
         let outcome = within_deadline(
@@ -217,6 +241,7 @@ where
         .await;
         let record = match outcome {
             Ok(ClaimOutcome::Claimed) => {
+                let json = request.is_some() && is_json(&parts.headers);
                 let claimed = Arc::new(IdempotencyClaim::new(store_key, claim.token));
                 parts.extensions.insert(Decision {
                     key: IdempotencyKey(key),
@@ -231,6 +256,7 @@ where
                 let owner = Owner {
                     claim: claimed,
                     fingerprint: claim.fingerprint,
+                    request: request.map(|bytes| (bytes, json)),
                     caching,
                 };
                 return job.execute(Some(owner)).await;
@@ -468,13 +494,16 @@ async fn complete(
         caching.before_storing(&mut parts.headers, &bytes);
     }
     let headers = replay::replayable_headers(&parts.headers, &inner.replay_headers);
-    let stored = StoredResponse::new(
+    let mut stored = StoredResponse::new(
         parts.status,
         Some(headers),
         bytes.clone(),
         owner.fingerprint,
     )
     .stored(SystemTime::now(), owner.claim.token.clone());
+    if let Some((request, json)) = &owner.request {
+        stored = stored.with_request(request, *json);
+    }
     // A copy for the local cache, kept once the record is written.
     let keep = inner.local.as_ref().map(|local| (local, stored.clone()));
     let written = if let Some(unit) = unit {
@@ -528,6 +557,17 @@ async fn complete(
         Some(caching) => caching.answer_fresh(response),
         None => response,
     }
+}
+
+/// The completed record under `key` that this process holds: in the local cache in front
+/// of a networked store, or in an in-memory store.
+fn held(inner: &Inner, key: &StoreKey) -> Option<Arc<StoredResponse>> {
+    if let Some(local) = &inner.local
+        && let Some(stored) = local.get(key)
+    {
+        return Some(stored);
+    }
+    inner.store.completed_in_memory(key)
 }
 
 /// The answer to a request whose key holds a completed record: its replay (or 304), or 422

@@ -80,6 +80,7 @@
 //! # drop(idem);
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -205,6 +206,26 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// extractor.
     fn unit_of_work(&self) -> Option<Box<dyn UnitOfWork>> {
         None
+    }
+
+    /// The completed record under `key`, if the store holds it in this process's memory
+    /// and can read it at once, without I/O and without waiting; otherwise `None` (the
+    /// default, and always the answer of a store that must ask a server).
+    ///
+    /// The engine asks before it claims: a replay of a record read here needs no claim, no
+    /// token and no deadline. Answer only with a live, completed record; a PROCESSING one is
+    /// for [`claim`](Self::claim) to find.
+    fn completed_in_memory(&self, key: &StoreKey) -> Option<Arc<StoredResponse>> {
+        let _ = key;
+        None
+    }
+
+    /// Whether the store's calls may wait for I/O (`true`, the default). The engine bounds
+    /// every call of a store that may by the store deadline; the calls of one that never
+    /// does (the memory store: a map under a lock held for one operation) finish at their
+    /// first poll, and run without a timer.
+    fn waits_for_io(&self) -> bool {
+        true
     }
 
     /// A short name for metrics and logs (the `store` label of

@@ -203,14 +203,10 @@ pub(super) fn decode(mut item: Item, now: u64) -> Result<Option<Record>, String>
                 )?),
                 Some(_) => return Err(format!("`{HEADERS}` is not a list")),
             };
-            Ok(Some(Record::Completed(Arc::new(StoredResponse {
-                status,
-                headers,
-                body,
-                fingerprint,
-                stored_at,
-                token: Some(token),
-            }))))
+            let mut response = StoredResponse::new(status, headers, body, fingerprint);
+            response.stored_at = stored_at;
+            response.token = Some(token);
+            Ok(Some(Record::Completed(Arc::new(response))))
         }
         Some(other) => Err(format!("unknown `{STATE}` {other:?}")),
         None => Err(format!("no `{STATE}`")),
