@@ -19,7 +19,10 @@
 //! [`name`](crate::store::IdempotencyStore::name). `key_prefix` has one value per route, so
 //! the label set stays small; keys, scopes and bodies are never labels.
 //!
-//! The library never installs a recorder: without one, the facade's calls do nothing.
+//! The library never installs a recorder: without one, the facade's calls do nothing. Each
+//! series is registered with the recorder the first time it is used and its handle kept, so
+//! that recording costs an increment rather than a lookup by name and labels: install the
+//! recorder before serving (a series first used before it was installed stays unrecorded).
 //!
 //! ```
 //! # #[cfg(feature = "metrics")] {
@@ -30,6 +33,8 @@
 //! ```
 
 use std::borrow::Cow;
+#[cfg(feature = "metrics")]
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The name of the counter of outcomes.
@@ -154,6 +159,16 @@ pub(crate) enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in declaration order (`operation as usize` is its index).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ALL: [Operation; 5] = [
+        Operation::Claim,
+        Operation::Complete,
+        Operation::Release,
+        Operation::Renew,
+        Operation::Commit,
+    ];
+
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -280,10 +295,82 @@ impl MetricsSnapshot {
     }
 }
 
-/// The counters of one `Idempotency`, one per outcome.
+/// The counters of one `Idempotency`, one per outcome, and, with the `metrics` feature, the
+/// handles of its series in the app's recorder.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     counts: [AtomicU64; Outcome::ALL.len()],
+    #[cfg(feature = "metrics")]
+    handles: Handles,
+}
+
+/// The recorder's handles of one `Idempotency`'s series, each registered the first time it
+/// is used and kept: a recorder looks a series up by its name and labels (hashing them,
+/// allocating the label set) on every registration, which is most of what recording costs.
+/// So the recorder that counts is the one installed when a series is first used: install it
+/// before serving.
+#[cfg(feature = "metrics")]
+#[derive(Debug, Default)]
+struct Handles {
+    /// A counter per outcome, by key prefix (one entry per route: a short list).
+    counters: std::sync::RwLock<Vec<(Cow<'static, str>, Arc<PrefixCounters>)>>,
+    /// A histogram per store operation (the store's name is the same for all of them).
+    histograms: [std::sync::OnceLock<metrics::Histogram>; Operation::ALL.len()],
+}
+
+#[cfg(feature = "metrics")]
+type PrefixCounters = [std::sync::OnceLock<metrics::Counter>; Outcome::ALL.len()];
+
+#[cfg(feature = "metrics")]
+impl Handles {
+    #[expect(
+        clippy::ptr_arg,
+        reason = "a borrowed prefix (the attribute's `&'static str`) is kept without a copy"
+    )]
+    fn counter(&self, key_prefix: &Cow<'static, str>, outcome: Outcome) -> metrics::Counter {
+        let known = self
+            .counters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(prefix, _)| prefix == key_prefix)
+            .map(|(_, counters)| counters.clone());
+        let counters = known.unwrap_or_else(|| {
+            let mut all = self
+                .counters
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match all.iter().find(|(prefix, _)| prefix == key_prefix) {
+                Some((_, counters)) => counters.clone(),
+                None => {
+                    let counters = Arc::new(PrefixCounters::default());
+                    all.push((key_prefix.clone(), counters.clone()));
+                    counters
+                }
+            }
+        });
+        counters[outcome as usize]
+            .get_or_init(|| {
+                described();
+                metrics::counter!(
+                    REQUESTS_TOTAL,
+                    "key_prefix" => metrics::SharedString::from(key_prefix.clone()),
+                    "outcome" => outcome.as_str()
+                )
+            })
+            .clone()
+    }
+
+    fn histogram(&self, store: &'static str, operation: Operation) -> &metrics::Histogram {
+        self.histograms[operation as usize].get_or_init(|| {
+            described();
+            metrics::histogram!(
+                STORE_DURATION_SECONDS,
+                "operation" => operation.as_str(),
+                "store" => store
+            )
+        })
+    }
 }
 
 impl Metrics {
@@ -299,15 +386,7 @@ impl Metrics {
             tracing::Span::current().record("outcome", outcome.as_str());
         }
         #[cfg(feature = "metrics")]
-        {
-            described();
-            metrics::counter!(
-                REQUESTS_TOTAL,
-                "key_prefix" => metrics::SharedString::from(key_prefix.clone()),
-                "outcome" => outcome.as_str()
-            )
-            .increment(1);
-        }
+        self.handles.counter(key_prefix, outcome).increment(1);
         #[cfg(not(feature = "metrics"))]
         let _ = key_prefix;
     }
@@ -332,16 +411,19 @@ impl Metrics {
     }
 }
 
-/// Record how long a store call took.
-#[cfg(feature = "metrics")]
-pub(crate) fn store_call(store: &'static str, operation: Operation, took: std::time::Duration) {
-    described();
-    metrics::histogram!(
-        STORE_DURATION_SECONDS,
-        "operation" => operation.as_str(),
-        "store" => store
-    )
-    .record(took.as_secs_f64());
+impl Metrics {
+    /// Record how long a call of the store named `store` took.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn store_call(
+        &self,
+        store: &'static str,
+        operation: Operation,
+        took: std::time::Duration,
+    ) {
+        self.handles
+            .histogram(store, operation)
+            .record(took.as_secs_f64());
+    }
 }
 
 /// Describe the metrics once, the first time one is recorded.
@@ -372,5 +454,43 @@ mod tests {
             Outcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(labels.len(), Outcome::ALL.len());
         assert_eq!(Outcome::ALL.iter().filter(|o| o.is_final()).count(), 10);
+    }
+
+    #[test]
+    fn operations_are_listed_in_declaration_order() {
+        for (i, operation) in Operation::ALL.into_iter().enumerate() {
+            assert_eq!(operation as usize, i, "{operation:?}");
+        }
+    }
+
+    /// The handles kept for each series count into the series they were registered for.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn kept_handles_keep_prefixes_outcomes_and_operations_apart() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics::default();
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..3 {
+                metrics.record(&Cow::Borrowed("orders"), Outcome::Executed);
+            }
+            metrics.record(&Cow::Borrowed("orders"), Outcome::Replayed);
+            metrics.record_for("payments", Outcome::Executed);
+            let millis = std::time::Duration::from_millis(1);
+            for _ in 0..2 {
+                metrics.store_call("memory", Operation::Claim, millis);
+            }
+            metrics.store_call("memory", Operation::Complete, millis);
+        });
+        let text = handle.render();
+        for line in [
+            r#"idempotency_requests_total{key_prefix="orders",outcome="executed"} 3"#,
+            r#"idempotency_requests_total{key_prefix="orders",outcome="replayed"} 1"#,
+            r#"idempotency_requests_total{key_prefix="payments",outcome="executed"} 1"#,
+            r#"idempotency_store_duration_seconds_count{operation="claim",store="memory"} 2"#,
+            r#"idempotency_store_duration_seconds_count{operation="complete",store="memory"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 }

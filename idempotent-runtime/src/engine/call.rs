@@ -23,7 +23,9 @@ pub(super) async fn within_deadline<T>(
         call.await
     };
     #[cfg(feature = "metrics")]
-    crate::metrics::store_call(inner.store.name(), operation, started.elapsed());
+    inner
+        .metrics
+        .store_call(inner.store.name(), operation, started.elapsed());
     result
 }
 
