@@ -1,6 +1,6 @@
 //! Real `redis-server` processes for tests: a single server that can be killed, paused and
-//! restarted on the same port, a cluster, a `MONITOR` command counter, and a proxy that
-//! makes a server answer like Redis 6.2.
+//! restarted on the same port, a cluster (with replicas, whose masters can be killed), a
+//! `MONITOR` command counter, and a proxy that makes a server answer like Redis 6.2.
 //!
 //! Each server runs on a free loopback port, without persistence, in a directory of its
 //! own that is removed with it; it is killed on drop. Readiness is polled (a connection and
@@ -180,6 +180,11 @@ impl RedisServer {
         &self.dir
     }
 
+    /// Whether the server runs (it was not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The process id of the running server.
     pub fn pid(&self) -> u32 {
         self.child
@@ -261,18 +266,59 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of masters without replicas, each a [`RedisServer`].
+/// The `cluster-node-timeout` of a cluster with replicas: how long a master may go
+/// unanswered before the others count it failed and a replica takes over. Short, so that a
+/// failover takes seconds, not the default 15 s.
+pub const FAILOVER_NODE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// A Redis Cluster, each node a [`RedisServer`]: masters only ([`RedisCluster::start`]) or
+/// masters with replicas ([`RedisCluster::with_replicas`]), whose masters can be killed to
+/// make a replica take over.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+}
+
+/// One node as `CLUSTER NODES` describes it.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// The node id.
+    pub id: String,
+    /// Its client port on `127.0.0.1`.
+    pub port: u16,
+    /// Whether it is a master (else a replica).
+    pub master: bool,
+    /// Whether the cluster counts it failed (`fail`, or `fail?` as the asked node sees it).
+    pub failed: bool,
+    /// The id of its master, for a replica.
+    pub master_id: Option<String>,
+    /// The slot ranges it serves, inclusive.
+    pub slots: Vec<(u16, u16)>,
 }
 
 impl RedisCluster {
     /// Start `masters` nodes, create the cluster over them and wait until every node says
     /// `cluster_state:ok`.
     pub fn start(masters: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..masters)
+        Self::create(masters, 0, Duration::from_secs(5), &[])
+    }
+
+    /// Start `masters` masters with `replicas` replicas each (`cluster-node-timeout`
+    /// [`FAILOVER_NODE_TIMEOUT`]) and wait until every node says `cluster_state:ok`, every
+    /// node knows every replica and every replica has synced with its master.
+    pub fn with_replicas(masters: usize, replicas: usize) -> Self {
+        Self::with_replicas_and(masters, replicas, &[])
+    }
+
+    /// [`with_replicas`](Self::with_replicas), with extra `redis-server` arguments for every
+    /// node (`["--cluster-require-full-coverage", "no"]`).
+    pub fn with_replicas_and(masters: usize, replicas: usize, extra: &[&str]) -> Self {
+        Self::create(masters, replicas, FAILOVER_NODE_TIMEOUT, extra)
+    }
+
+    fn create(masters: usize, replicas: usize, node_timeout: Duration, extra: &[&str]) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
-                RedisServer::start_with(vec![
+                let mut args: Vec<String> = vec![
                     "--cluster-enabled".into(),
                     "yes".into(),
                     "--cluster-config-file".into(),
@@ -280,15 +326,17 @@ impl RedisCluster {
                     "--cluster-port".into(),
                     free_port().to_string(),
                     "--cluster-node-timeout".into(),
-                    "5000".into(),
-                ])
+                    node_timeout.as_millis().to_string(),
+                ];
+                args.extend(extra.iter().map(|a| (*a).to_owned()));
+                RedisServer::start_with(args)
             })
             .collect();
         let output = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
             .args(nodes.iter().map(RedisServer::addr))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| {
@@ -302,19 +350,17 @@ impl RedisCluster {
         );
         let cluster = Self { nodes };
         cluster.wait_ok();
+        if replicas > 0 {
+            cluster.wait_replicas(masters, masters * replicas);
+        }
         cluster
     }
 
     fn wait_ok(&self) {
         let deadline = Instant::now() + READY_WITHIN;
-        let mut pending: Vec<&RedisServer> = self.nodes.iter().collect();
+        let mut pending: Vec<&RedisServer> = self.live().collect();
         while !pending.is_empty() {
-            pending.retain(|node| {
-                let info: Result<String, _> = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query(&mut node.connection());
-                !info.is_ok_and(|info| info.lines().any(|l| l.trim() == "cluster_state:ok"))
-            });
+            pending.retain(|node| cluster_state(node.port()).as_deref() != Some("ok"));
             assert!(
                 Instant::now() < deadline,
                 "cluster not ok within {READY_WITHIN:?} on {:?}",
@@ -324,15 +370,226 @@ impl RedisCluster {
         }
     }
 
-    /// The nodes.
+    /// Until every node lists `masters` masters serving slots and `replicas` replicas of
+    /// them, and every replica's link to its master is up.
+    fn wait_replicas(&self, masters: usize, replicas: usize) {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let agreed = self.live().all(|node| {
+                let Ok(nodes) = cluster_nodes(node.port()) else {
+                    return false;
+                };
+                let serving = nodes
+                    .iter()
+                    .filter(|n| n.master && !n.failed && !n.slots.is_empty())
+                    .count();
+                let following = nodes
+                    .iter()
+                    .filter(|n| !n.master && !n.failed && n.master_id.is_some())
+                    .count();
+                serving == masters && following == replicas
+            });
+            let synced = agreed
+                && self.topology().iter().filter(|n| !n.master).all(|n| {
+                    info_field(n.port, "replication", "master_link_status") == Some("up".into())
+                });
+            if synced {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas not known to every node and synced within {READY_WITHIN:?}"
+            );
+            std::thread::sleep(PROBE_EVERY);
+        }
+    }
+
+    /// The nodes (killed ones included).
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// The nodes that run.
+    pub fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.is_running())
     }
 
     /// The nodes' URLs.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
+
+    /// The cluster as the first running node sees it (`CLUSTER NODES`).
+    pub fn topology(&self) -> Vec<ClusterNode> {
+        let node = self.live().next().expect("a running node");
+        cluster_nodes(node.port()).unwrap_or_else(|e| panic!("CLUSTER NODES: {e}"))
+    }
+
+    /// The port of the master serving each slot (`16384` entries), as the first running node
+    /// sees it; 0 for a slot nobody serves.
+    pub fn masters_by_slot(&self) -> Vec<u16> {
+        let mut by_slot = vec![0u16; 16384];
+        for node in self.topology().iter().filter(|n| n.master) {
+            for &(first, last) in &node.slots {
+                by_slot[usize::from(first)..=usize::from(last)].fill(node.port);
+            }
+        }
+        by_slot
+    }
+
+    /// The slot of each key (`CLUSTER KEYSLOT`, in one pipeline).
+    pub fn slots_of(&self, keys: &[String]) -> Vec<u16> {
+        let node = self.live().next().expect("a running node");
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
+        }
+        pipe.query(&mut node.connection())
+            .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT: {e}"))
+    }
+
+    /// The ports of the replicas of the master on `port`.
+    pub fn replicas_of(&self, port: u16) -> Vec<u16> {
+        let nodes = self.topology();
+        let id = nodes
+            .iter()
+            .find(|n| n.port == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
+            .id
+            .clone();
+        nodes
+            .iter()
+            .filter(|n| n.master_id.as_deref() == Some(id.as_str()))
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Until every replica has received everything its master wrote so far (its replication
+    /// offset has reached its master's).
+    pub fn wait_replicated(&self) {
+        let deadline = Instant::now() + READY_WITHIN;
+        let nodes = self.topology();
+        for replica in nodes.iter().filter(|n| !n.master && !n.failed) {
+            let Some(master) = nodes
+                .iter()
+                .find(|n| Some(n.id.as_str()) == replica.master_id.as_deref())
+            else {
+                continue;
+            };
+            let offset = |port: u16, field: &str| {
+                info_field(port, "replication", field).and_then(|v| v.parse::<u64>().ok())
+            };
+            let written = offset(master.port, "master_repl_offset")
+                .unwrap_or_else(|| panic!("no replication offset on {}", master.port));
+            while offset(replica.port, "slave_repl_offset").is_none_or(|o| o < written) {
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {} did not catch up with {} within {READY_WITHIN:?}",
+                    replica.port,
+                    master.port
+                );
+                std::thread::sleep(PROBE_EVERY);
+            }
+        }
+    }
+
+    /// Kill the node on `port` (SIGKILL) and wait for it to exit.
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
+            .kill();
+    }
+}
+
+/// `CLUSTER INFO`'s `cluster_state` on `127.0.0.1:port` (`ok`, `fail`); `None` if the node
+/// does not answer.
+pub fn cluster_state(port: u16) -> Option<String> {
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut quick_connection(port).ok()?)
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("cluster_state:"))
+        .map(str::to_owned)
+}
+
+/// One field of `INFO section` on `127.0.0.1:port`; `None` if the node does not answer or
+/// has no such field.
+pub fn info_field(port: u16, section: &str, field: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query(&mut quick_connection(port).ok()?)
+        .ok()?;
+    let prefix = format!("{field}:");
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
+}
+
+/// `CLUSTER NODES` of the node on `127.0.0.1:port`, parsed.
+pub fn cluster_nodes(port: u16) -> Result<Vec<ClusterNode>, String> {
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut quick_connection(port).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [
+                id,
+                addr,
+                flags,
+                master,
+                _ping,
+                _pong,
+                _epoch,
+                _link,
+                slots @ ..,
+            ] = &fields[..]
+            else {
+                return Err(format!("unexpected CLUSTER NODES line {line:?}"));
+            };
+            let port = addr
+                .split('@')
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("no port in {addr:?}"))?;
+            let flags: Vec<&str> = flags.split(',').collect();
+            let slots = slots
+                .iter()
+                // `[slot->-node]` entries are slots being migrated: not served yet.
+                .filter(|s| !s.starts_with('['))
+                .map(|s| {
+                    let (first, last) = s.split_once('-').unwrap_or((s, s));
+                    match (first.parse(), last.parse()) {
+                        (Ok(first), Ok(last)) => Ok((first, last)),
+                        _ => Err(format!("bad slot range {s:?}")),
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(ClusterNode {
+                id: (*id).to_owned(),
+                port,
+                master: flags.contains(&"master"),
+                failed: flags.contains(&"fail") || flags.contains(&"fail?"),
+                master_id: (*master != "-").then(|| (*master).to_owned()),
+                slots,
+            })
+        })
+        .collect()
+}
+
+/// A blocking connection to `127.0.0.1:port` that gives up quickly (a killed node).
+pub fn quick_connection(port: u16) -> redis::RedisResult<redis::Connection> {
+    let con = redis::Client::open(format!("redis://127.0.0.1:{port}"))?
+        .get_connection_with_timeout(Duration::from_millis(200))?;
+    con.set_read_timeout(Some(Duration::from_secs(2)))?;
+    con.set_write_timeout(Some(Duration::from_secs(2)))?;
+    Ok(con)
 }
 
 /// One command seen by [`Monitor`].

@@ -270,6 +270,23 @@ impl RedisStore {
 /// Every operation touches one key, so records spread over all slots and no hash tags are
 /// needed. See the [module docs](self) for what is stored, the round trips and outage
 /// behaviour. Cloning is cheap and shares the connections.
+///
+/// # Failover
+///
+/// While a master is down and until its replica takes over, calls for its slots fail within
+/// the timeout, and routes fail open or closed as configured. With Redis's default
+/// `cluster-require-full-coverage yes`, the other masters also refuse every command
+/// (`CLUSTERDOWN`) from the moment the cluster marks the master failed until the replica is
+/// promoted (the replica's election delay: 0.7 to 1.1 s measured), so for that time every
+/// claim, on every slot, waits out the timeout and fails. Set `cluster-require-full-coverage
+/// no` on the servers to keep the other masters' keys idempotent during a failover. A
+/// [local cache](crate::Idempotency::local_cache) keeps replaying the records this process
+/// completed or read, on every slot, throughout.
+///
+/// The cluster connection updates its slot map when a node answers with an error or closes
+/// the connection, not when a call times out: a master that stops answering without closing
+/// its connections (a hung process, a host gone from the network) keeps receiving the calls
+/// for its slots, which time out, even after its replica has taken over.
 #[derive(Clone)]
 pub struct RedisClusterStore {
     backend: Backend<ClusterConnection>,
@@ -303,6 +320,12 @@ impl RedisClusterStore {
     /// options' `timeout` and `connection_timeout` are applied to it
     /// (`reconnect_max_delay` is not: the cluster connection reconnects to each node by
     /// itself, as the builder's retry settings say). See [`connect`](Self::connect).
+    ///
+    /// Keep the builder's retry waits (`min_retry_wait`, `max_retry_wait`) at their
+    /// defaults: with waits shorter than the timeout, so that a call refused during a
+    /// failover (`CLUSTERDOWN`) is retried within it, the cluster connection (redis 1.8)
+    /// stopped answering any call once a master had been killed under load, and did not
+    /// recover after its replica took over.
     pub async fn from_builder(
         builder: ClusterClientBuilder,
         options: RedisOptions,
