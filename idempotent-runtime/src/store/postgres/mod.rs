@@ -76,10 +76,18 @@
 //! - **renew** (lease renewal, while a handler runs past half its `lock_ttl`): an `UPDATE`
 //!   of this claim's live PROCESSING row's `expires_at`.
 //!
-//! The pool's own checks add round trips that are not statements: with
-//! `test_before_acquire` (sqlx's default) every checkout pings the server first. Turn it
-//! off on a pool whose connections are used often (`PgPoolOptions::test_before_acquire`):
-//! a broken connection then fails one call (an outage, handled as such) and is replaced.
+//! The pool's own checks add round trips that are not statements:
+//!
+//! - sqlx's pool tests every connection given back to it with a round trip (a `Sync`
+//!   message) before it hands it out again, whatever its settings: by default, each store
+//!   operation takes a connection from the pool and gives it back, so it costs its
+//!   statement and that test. [`PostgresOptions::keep_connections`] lets the store keep
+//!   some of the pool's connections between its operations: an operation on a kept
+//!   connection is its statement alone.
+//! - with `test_before_acquire` (sqlx's default) every checkout pings the server first.
+//!   Turn it off on a pool whose connections are used often
+//!   (`PgPoolOptions::test_before_acquire`): a broken connection then fails one call (an
+//!   outage, handled as such) and is replaced.
 //!
 //! # Expired records
 //!
@@ -110,6 +118,7 @@
 //! handler's writes and the completed record **in that one transaction** before answering:
 //! see [`Tx`].
 
+mod kept;
 mod sql;
 mod table;
 mod tx;
@@ -120,11 +129,13 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
+use sqlx::query::Query;
 use sqlx::{Executor, Postgres, Row};
 
 pub use tx::{Tx, TxRejection};
 
+use self::kept::Kept;
 use self::sql::Statements;
 use self::table::TableName;
 use super::{
@@ -145,6 +156,7 @@ pub struct PostgresOptions {
     table: String,
     cleanup_interval: Option<Duration>,
     cleanup_batch: u32,
+    keep_connections: u32,
 }
 
 impl Default for PostgresOptions {
@@ -153,6 +165,7 @@ impl Default for PostgresOptions {
             table: DEFAULT_TABLE.to_owned(),
             cleanup_interval: Some(Duration::from_secs(60)),
             cleanup_batch: 1000,
+            keep_connections: 0,
         }
     }
 }
@@ -179,6 +192,35 @@ impl PostgresOptions {
         self.cleanup_batch = rows.max(1);
         self
     }
+
+    /// How many of the pool's connections the store keeps for its claims, completions,
+    /// releases and renewals between one and the next (default 0: each takes a connection
+    /// from the pool and gives it back; at most the pool's `max_connections`).
+    ///
+    /// sqlx's pool tests every connection given back to it with a round trip before anyone
+    /// can take it again, so an operation on a connection from the pool costs two round
+    /// trips and two wake-ups of a server process; on a kept connection it costs one.
+    ///
+    /// - The store takes its connections from the pool as it needs them, up to `connections`,
+    ///   and holds them: they count against the pool's `max_connections`, so size the pool
+    ///   for the app's own queries (and [`Tx`] transactions) **plus** these. When all of them
+    ///   are in use, a store operation waits for one (within the engine's store deadline)
+    ///   rather than taking another from the pool.
+    /// - A connection goes back to the pool, whose checks then run on it, when an operation
+    ///   on it fails or is abandoned midway (the engine's deadline), and after the store has
+    ///   held it for a minute (so that the pool's `max_lifetime` still applies, a little
+    ///   late). Connections broken while kept (the server restarted) fail the one
+    ///   operation that next uses one of them, an outage handled as such; that failure
+    ///   gives every kept connection back to the pool, which tests them and replaces the
+    ///   broken ones.
+    /// - The connections stay with the store while the app is idle; they go back to the pool
+    ///   when the store is dropped.
+    /// - The same-transaction mode ([`Tx`]) runs the handler's transaction on a connection
+    ///   of the pool, as without this setting.
+    pub fn keep_connections(mut self, connections: u32) -> Self {
+        self.keep_connections = connections;
+        self
+    }
 }
 
 /// Idempotency records in a PostgreSQL table (see the [module docs](self)).
@@ -192,6 +234,8 @@ pub struct PostgresStore {
 
 struct Shared {
     pool: PgPool,
+    /// The pool's connections the store keeps between its calls, if it keeps any.
+    kept: Option<Kept>,
     table: TableName,
     statements: Arc<Statements>,
     options: PostgresOptions,
@@ -221,6 +265,28 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// Run `$query.$method(executor)` (`fetch_optional`, `execute`) on a connection the store
+/// keeps, when it keeps some, else on the pool; sqlx's result.
+macro_rules! on_store_connection {
+    ($shared:expr, $query:expr, $method:ident) => {{
+        let shared: &Shared = $shared;
+        let query = $query;
+        match &shared.kept {
+            None => query.$method(&shared.pool).await,
+            Some(kept) => match kept.lend(&shared.pool).await {
+                Ok(mut lent) => {
+                    let answer = query.$method(lent.connection()).await;
+                    if answer.is_ok() {
+                        lent.done();
+                    }
+                    answer
+                }
+                Err(error) => Err(error),
+            },
+        }
+    }};
+}
+
 impl PostgresStore {
     /// A store in the table `idempotency_keys` of `pool`'s database. Creates nothing and
     /// starts nothing: see [`create_table`](Self::create_table) and
@@ -237,9 +303,14 @@ impl PostgresStore {
     /// A store with `options`; an error if the table name is not a valid identifier.
     pub fn with_options(pool: PgPool, options: PostgresOptions) -> Result<Self, StoreError> {
         let table = TableName::parse(&options.table)?;
+        let keep = options
+            .keep_connections
+            .min(pool.options().get_max_connections());
+        let kept = (keep > 0).then(|| Kept::new(keep as usize, &pool));
         Ok(PostgresStore {
             shared: Arc::new(Shared {
                 pool,
+                kept,
                 statements: Arc::new(Statements::new(&table)),
                 table,
                 options,
@@ -330,13 +401,12 @@ impl PostgresStore {
     }
 
     async fn claim_once(&self, key: &StoreKey, claim: &Claim) -> Result<Answer, StoreError> {
-        let row = sqlx::query(self.shared.statements.claim.clone())
+        let query = sqlx::query(self.shared.statements.claim.clone())
             .bind(key.as_str())
             .bind(claim.token.as_str())
             .bind(claim.fingerprint.as_deref())
-            .bind(millis(claim.lock_ttl))
-            .fetch_optional(&self.shared.pool)
-            .await
+            .bind(millis(claim.lock_ttl));
+        let row = on_store_connection!(&self.shared, query, fetch_optional)
             .map_err(|e| failure("claiming a key", e))?;
         let Some(row) = row else {
             return Ok(Answer::Raced);
@@ -387,15 +457,17 @@ impl IdempotencyStore for PostgresStore {
         ttl: Duration,
     ) -> Result<Fence, StoreError> {
         let completion = Completion::new(key.clone(), token.clone(), response, ttl);
-        complete_on(&self.shared.pool, &self.shared.statements, &completion).await
+        let query = complete_query(&self.shared.statements, &completion);
+        let done = on_store_connection!(&self.shared, query, execute)
+            .map_err(|e| failure("storing a response", e))?;
+        Ok(fence(done.rows_affected()))
     }
 
     async fn release(&self, key: &StoreKey, token: &Token) -> Result<Fence, StoreError> {
-        let done = sqlx::query(self.shared.statements.release.clone())
+        let query = sqlx::query(self.shared.statements.release.clone())
             .bind(key.as_str())
-            .bind(token.as_str())
-            .execute(&self.shared.pool)
-            .await
+            .bind(token.as_str());
+        let done = on_store_connection!(&self.shared, query, execute)
             .map_err(|e| failure("releasing a key", e))?;
         Ok(fence(done.rows_affected()))
     }
@@ -406,12 +478,11 @@ impl IdempotencyStore for PostgresStore {
         token: &Token,
         lock_ttl: Duration,
     ) -> Result<Fence, StoreError> {
-        let done = sqlx::query(self.shared.statements.renew.clone())
+        let query = sqlx::query(self.shared.statements.renew.clone())
             .bind(key.as_str())
             .bind(token.as_str())
-            .bind(millis(lock_ttl))
-            .execute(&self.shared.pool)
-            .await
+            .bind(millis(lock_ttl));
+        let done = on_store_connection!(&self.shared, query, execute)
             .map_err(|e| failure("renewing a lease", e))?;
         Ok(fence(done.rows_affected()))
     }
@@ -424,7 +495,7 @@ impl IdempotencyStore for PostgresStore {
     }
 }
 
-/// Write a completed record (on the pool, or in a request's transaction).
+/// Write a completed record in a request's transaction.
 async fn complete_on<'c, E>(
     executor: E,
     statements: &Statements,
@@ -433,6 +504,18 @@ async fn complete_on<'c, E>(
 where
     E: Executor<'c, Database = Postgres>,
 {
+    let done = complete_query(statements, completion)
+        .execute(executor)
+        .await
+        .map_err(|e| failure("storing a response", e))?;
+    Ok(fence(done.rows_affected()))
+}
+
+/// The statement that writes a completed record.
+fn complete_query<'q>(
+    statements: &Statements,
+    completion: &'q Completion,
+) -> Query<'q, Postgres, PgArguments> {
     let response = &completion.response;
     let (names, values): (Option<Vec<&str>>, Option<Vec<&[u8]>>) = match &response.headers {
         Some(headers) => (
@@ -442,7 +525,7 @@ where
         None => (None, None),
     };
     let stored_at = response.stored_at.map(epoch_millis);
-    let done = sqlx::query(statements.complete.clone())
+    sqlx::query(statements.complete.clone())
         .bind(completion.key.as_str())
         .bind(completion.token.as_str())
         .bind(response.fingerprint.as_deref())
@@ -452,10 +535,6 @@ where
         .bind(response.body.as_ref())
         .bind(stored_at)
         .bind(millis(completion.ttl))
-        .execute(executor)
-        .await
-        .map_err(|e| failure("storing a response", e))?;
-    Ok(fence(done.rows_affected()))
 }
 
 fn fence(rows: u64) -> Fence {
