@@ -201,7 +201,13 @@ impl Idempotency {
     ///
     /// What it trades: a record the store loses before its `ttl` (a Redis failover without
     /// the write, an eviction under `maxmemory`) is still replayed by the processes that
-    /// hold it, which is what a retry wants.
+    /// hold it, which is what a retry wants; and so is a record deleted from the store by
+    /// hand, until it would have expired.
+    ///
+    /// Recommended for networked stores: in a Redis Cluster failover under load, it kept
+    /// every order this process had completed from running again while the failed master's
+    /// replica took over (`RELIABILITY.md`). Off unless asked for, so that a store's round
+    /// trips per request are the ones its documentation states.
     pub fn local_cache(mut self, max_bytes: u64) -> Self {
         self.inner_mut().local = Some(LocalCache::new(max_bytes));
         self
