@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # The load benchmark: requests/s and latency of one order handler served bare, under
-# `#[idempotent]` (in-memory store and Redis) and under the `axum-idempotent` crate, on
-# loopback, driven by `wrk` (and Redis behind the local cache, and PostgreSQL). Writes the results into BENCHMARKS.md (between the
-# `results` markers; the rest of the file is kept).
+# `#[idempotent]` (in-memory store, Redis, Redis behind the local cache, PostgreSQL and
+# DynamoDB) and under the `axum-idempotent` crate, on loopback, driven by `wrk`. Writes the
+# results into BENCHMARKS.md (between the `results` markers; the rest of the file is kept).
 #
 #   bash scripts/bench.sh                      # 5 rounds of 8 s per path, 32 connections
 #   ROUNDS=9 DURATION=15s bash scripts/bench.sh
+#   PATHS="bare postgres-fresh postgres-replay" ROUNDS=1 OUT=/tmp/pg.md bash scripts/bench.sh
 #
 # Settings (environment): ROUNDS (5), DURATION (8s), WARMUP (2s), CONNECTIONS (32),
 # THREADS (wrk threads, 2), SESSIONS (session cookies the axum-idempotent fresh-key path
 # spreads its keys over, 1024), REDIS (1; 0 skips the Redis paths), POSTGRES (1; 0 skips
-# the PostgreSQL paths), OUT (BENCHMARKS.md).
+# the PostgreSQL paths), DYNAMODB (1; 0 skips the DynamoDB paths), PG_KEEP (how many of
+# its pool's 16 connections the PostgreSQL store keeps between its statements, 16; 0: each
+# statement takes a connection from the pool and gives it back), PATHS (the paths to
+# measure, separated by spaces, from: bare memory-fresh memory-replay peer-fresh
+# peer-replay redis-fresh redis-replay redis-cached-replay postgres-fresh postgres-replay
+# postgres-nosync-fresh dynamodb-fresh dynamodb-replay; default all of them, but those of
+# a store skipped; when set, the stores started are those its paths need, whatever
+# REDIS, POSTGRES and DYNAMODB say), OUT (BENCHMARKS.md).
 #
 # Each measurement starts a fresh server process (empty stores), warms it up, then runs
 # wrk; the order of the paths rotates from round to round, so that a slow moment of a
@@ -18,8 +26,15 @@
 # medians over the rounds. Redis is a private redis-server on a free loopback port,
 # without persistence, stopped at the end; PostgreSQL a private cluster (initdb in a
 # temporary directory, run as the `postgres` user under root, default settings: fsync on)
-# on a free loopback port, stopped at the end. wrk, redis-server and postgresql are
-# installed from Debian's packages when missing.
+# on a free loopback port, stopped at the end; postgres-nosync-fresh is the fresh-key path
+# on the same cluster over a second pool whose sessions commit with
+# `synchronous_commit = off` (the commit does not wait for its WAL to reach the disk).
+# DynamoDB is a private moto server (moto's `moto_server`, the local DynamoDB API the tests
+# use, serving one request at a time as the tests run it) on a free loopback port, reset
+# before each measurement, stopped at the end. wrk, redis-server and postgresql are
+# installed from Debian's packages when missing; moto from PyPI into the virtualenv
+# scripts/test.sh uses (same place, same pinned versions), unless MOTO_SERVER names a
+# moto_server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,9 +46,43 @@ THREADS=${THREADS:-2}
 SESSIONS=${SESSIONS:-1024}
 REDIS=${REDIS:-1}
 POSTGRES=${POSTGRES:-1}
+DYNAMODB=${DYNAMODB:-1}
+PG_KEEP=${PG_KEEP:-16}
 OUT=${OUT:-BENCHMARKS.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS SESSIONS=$SESSIONS REDIS=$REDIS POSTGRES=$POSTGRES bash scripts/bench.sh"
+ALL_PATHS=(bare memory-fresh memory-replay peer-fresh peer-replay
+    redis-fresh redis-replay redis-cached-replay
+    postgres-fresh postgres-replay postgres-nosync-fresh
+    dynamodb-fresh dynamodb-replay)
+if [ -n "${PATHS:-}" ]; then
+    read -r -a PATHS <<<"$PATHS"
+    REDIS=0 POSTGRES=0 DYNAMODB=0
+    for path in "${PATHS[@]}"; do
+        case " ${ALL_PATHS[*]} " in *" $path "*) ;; *)
+            echo "PATHS: unknown path $path (known: ${ALL_PATHS[*]})" >&2
+            exit 1
+            ;;
+        esac
+        case $path in
+        redis-*) REDIS=1 ;;
+        postgres-*) POSTGRES=1 ;;
+        dynamodb-*) DYNAMODB=1 ;;
+        esac
+    done
+    SELECTED="PATHS=\"${PATHS[*]}\" "
+else
+    PATHS=()
+    for path in "${ALL_PATHS[@]}"; do
+        case $path in
+        redis-*) [ "$REDIS" = 1 ] || continue ;;
+        postgres-*) [ "$POSTGRES" = 1 ] || continue ;;
+        dynamodb-*) [ "$DYNAMODB" = 1 ] || continue ;;
+        esac
+        PATHS+=("$path")
+    done
+    SELECTED=""
+fi
+COMMAND="${SELECTED}ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS SESSIONS=$SESSIONS REDIS=$REDIS POSTGRES=$POSTGRES PG_KEEP=$PG_KEEP DYNAMODB=$DYNAMODB bash scripts/bench.sh"
 
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -51,11 +100,33 @@ pg_bin() {
     fi
 }
 if [ "$POSTGRES" = 1 ] && [ -z "$(pg_bin)" ]; then need+=(postgresql); fi
+if [ "$DYNAMODB" = 1 ] && [ -z "${MOTO_SERVER:-}" ]; then
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
+        need+=(python3 python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# moto: MOTO_SERVER, else the virtualenv scripts/test.sh installs (its pinned versions, read
+# from it, so that the tests find the virtualenv as they expect it).
+if [ "$DYNAMODB" = 1 ] && [ -z "${MOTO_SERVER:-}" ]; then
+    MOTO_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/idempotent-tests/moto"
+    moto_pin=$(sed -n 's/^MOTO_VERSION="\(.*\)"$/\1/p' scripts/test.sh)
+    validator_pin=$(sed -n 's/^OPENAPI_SPEC_VALIDATOR_VERSION="\(.*\)"$/\1/p' scripts/test.sh)
+    [ -n "$moto_pin" ] && [ -n "$validator_pin" ] ||
+        { echo "cannot read moto's pinned version from scripts/test.sh" >&2; exit 1; }
+    versions="$("$MOTO_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"), m.version("openapi-spec-validator"))' 2>/dev/null || true)"
+    if [ "$versions" != "$moto_pin $validator_pin" ] || [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+        echo "moto $moto_pin not found: installing it into $MOTO_VENV (as scripts/test.sh does)" >&2
+        rm -rf "$MOTO_VENV"
+        python3 -m venv "$MOTO_VENV"
+        "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check \
+            "moto[server]==$moto_pin" "openapi-spec-validator==$validator_pin"
+    fi
+    MOTO_SERVER="$MOTO_VENV/bin/moto_server"
 fi
 
 echo "building the server (release)" >&2
@@ -66,9 +137,11 @@ WORK=$(mktemp -d)
 SERVER_PID=""
 REDIS_PID=""
 PG_PID=""
+MOTO_PID=""
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
+    if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
     if [ -n "$PG_PID" ]; then
         kill -INT "$PG_PID" 2>/dev/null || true # fast shutdown
         for _ in $(seq 1 100); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.1; done
@@ -141,6 +214,36 @@ if [ "$POSTGRES" = 1 ]; then
 fi
 psql_run() { "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "$1" >/dev/null; }
 
+# moto's server, by the Python of its virtualenv, serving one request at a time (as
+# tests/support/dynamodb.rs runs it: moto checks a write's condition and then writes without
+# a lock, so that concurrent conditional writes of one item could both succeed; DynamoDB
+# applies them one after the other). It answers with `Connection: close`.
+DYNAMODB_ENDPOINT=""
+if [ "$DYNAMODB" = 1 ]; then
+    for _ in 1 2 3; do
+        MOTO_PORT=$(free_port)
+        "$(dirname "$MOTO_SERVER")/python3" -c 'import sys, moto.server as s
+serve = s.run_simple
+s.run_simple = lambda *a, **k: serve(*a, **{**k, "threaded": False})
+s.main(sys.argv[1:])' -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+        MOTO_PID=$!
+        for _ in $(seq 1 600); do
+            curl -sf -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/data.json" && break
+            kill -0 "$MOTO_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if curl -sf -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/data.json"; then
+            DYNAMODB_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+            break
+        fi
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+        MOTO_PID=""
+    done
+    [ -n "$DYNAMODB_ENDPOINT" ] || { cat "$WORK/moto.log" >&2; echo "could not start moto_server" >&2; exit 1; }
+    echo "private moto server on $DYNAMODB_ENDPOINT (pid $MOTO_PID)" >&2
+fi
+
 # Every path sends the same request: POST, a 14-byte JSON body, an Idempotency-Key and a
 # session cookie (which only axum-idempotent reads). BENCH_MODE=fresh counts the key up on
 # every request and spreads the cookies over BENCH_SESSIONS sessions; BENCH_MODE=replay
@@ -191,17 +294,15 @@ declare -A ROUTE=(
     [bare]=/bare
     [memory-fresh]=/memory [memory-replay]=/memory
     [redis-fresh]=/redis [redis-replay]=/redis [redis-cached-replay]=/redis-cached
-    [postgres-fresh]=/postgres [postgres-replay]=/postgres
+    [postgres-fresh]=/postgres [postgres-replay]=/postgres [postgres-nosync-fresh]=/postgres-nosync
+    [dynamodb-fresh]=/dynamodb [dynamodb-replay]=/dynamodb
     [peer-fresh]=/peer [peer-replay]=/peer
 )
 declare -A REPLAY_HEADER=(
     [memory-replay]=idempotent-replayed [redis-replay]=idempotent-replayed
     [redis-cached-replay]=idempotent-replayed [postgres-replay]=idempotent-replayed
-    [peer-replay]=idempotency-replayed
+    [dynamodb-replay]=idempotent-replayed [peer-replay]=idempotency-replayed
 )
-PATHS=(bare memory-fresh memory-replay peer-fresh peer-replay)
-[ "$REDIS" = 1 ] && PATHS+=(redis-fresh redis-replay redis-cached-replay)
-[ "$POSTGRES" = 1 ] && PATHS+=(postgres-fresh postgres-replay)
 
 post() { # url key cookie -> headers of the response on stdout
     curl -sS -o /dev/null -D - -X POST "$1" -H 'Content-Type: application/json' \
@@ -210,7 +311,8 @@ post() { # url key cookie -> headers of the response on stdout
 
 start_server() {
     : >"$WORK/server.log"
-    BIND=127.0.0.1:0 REDIS_URL="$REDIS_URL" DATABASE_URL="$DATABASE_URL" "$SERVER_BIN" >"$WORK/server.log" 2>&1 &
+    BIND=127.0.0.1:0 REDIS_URL="$REDIS_URL" DATABASE_URL="$DATABASE_URL" PG_KEEP="$PG_KEEP" \
+        DYNAMODB_ENDPOINT="$DYNAMODB_ENDPOINT" "$SERVER_BIN" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 200); do
         ADDR=$(sed -n 's/^loadbench server ready on \([^ ]*\).*/\1/p' "$WORK/server.log")
@@ -246,8 +348,9 @@ measure() {
     local path=$1 round=$2 mode=fresh url
     case $path in *-replay) mode=replay ;; esac
     [ -n "$REDIS_URL" ] && redis-cli -u "$REDIS_URL" FLUSHALL >/dev/null
-    # The server creates the table again at start.
+    # The server creates the tables again at start.
     [ -n "$DATABASE_URL" ] && psql_run "DROP TABLE IF EXISTS idempotency_keys"
+    [ -n "$DYNAMODB_ENDPOINT" ] && curl -sf -o /dev/null -X POST "$DYNAMODB_ENDPOINT/moto-api/reset"
     start_server
     url="http://$ADDR${ROUTE[$path]}"
     local sample first replayed
@@ -270,6 +373,7 @@ measure() {
     case $path in
     redis-*) rcpu0=$(cpu_ticks "$REDIS_PID") ;;
     postgres-*) rcpu0=$(pg_cpu_ticks) ;;
+    dynamodb-*) rcpu0=$(cpu_ticks "$MOTO_PID") ;;
     esac
     out=$(BENCH_MODE=$mode BENCH_RUN="r$round" BENCH_SESSIONS=$SESSIONS \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/bench.lua" "$url")
@@ -277,6 +381,7 @@ measure() {
     case $path in
     redis-*) rcpu1=$(cpu_ticks "$REDIS_PID") ;;
     postgres-*) rcpu1=$(pg_cpu_ticks) ;;
+    dynamodb-*) rcpu1=$(cpu_ticks "$MOTO_PID") ;;
     esac
     if [ "$mode" = replay ]; then
         replayed=$(post "$url" replay-0 s00000000000000000000A)
@@ -284,6 +389,13 @@ measure() {
             { echo "$path: no longer replaying after the run" >&2; exit 1; }
     fi
     stop_server
+    # A store call that failed (a missed deadline on a busy machine) ran the handler without
+    # idempotency (fail_open): said in the report, beside the figures.
+    if grep -q 'idempotency' "$WORK/server.log"; then
+        echo "$path: the server logged idempotency warnings (a store call failed):" >&2
+        grep 'idempotency' "$WORK/server.log" | head -3 >&2
+        echo "$path (round $round)" >>"$WORK/failures"
+    fi
     local line
     line=$(printf '%s\n' "$out" | grep '^RESULT') || { printf '%s\n' "$out" >&2; exit 1; }
     local requests duration_us status_errors socket_errors p50_us p99_us
@@ -298,7 +410,7 @@ measure() {
     cpu=$(awk -v t="$((cpu1 - cpu0))" -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
     rcpu=$(awk -v t="$((rcpu1 - rcpu0))" -v hz="$HZ" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
     printf '%s %s %s %s %s %s %s\n' "$path" "$round" "$rps" "$p50_us" "$p99_us" "$cpu" "$rcpu" >>"$WORK/results"
-    printf '  round %s %-14s %8s req/s  p50 %6s us  p99 %6s us  server CPU %5s us/req  store CPU %5s us/req\n' \
+    printf '  round %s %-22s %8s req/s  p50 %6s us  p99 %6s us  server CPU %5s us/req  store CPU %5s us/req\n' \
         "$round" "$path" "$rps" "$p50_us" "$p99_us" "$cpu" "$rcpu" >&2
 }
 
@@ -311,6 +423,7 @@ TOTAL_BEFORE=$(cpu_total)
 STEAL_BEFORE=$(cpu_steal)
 START=$(date -u '+%Y-%m-%d %H:%M UTC')
 : >"$WORK/results"
+: >"$WORK/failures"
 n=${#PATHS[@]}
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
@@ -336,9 +449,9 @@ for path in "${PATHS[@]}"; do
 done
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-cost() { # server CPU per request; for the Redis paths, plus Redis's
+cost() { # server CPU per request; for the paths of a networked store, plus the store's
     local extra=0
-    case $1 in redis-* | postgres-*) extra=${RCPU[$1]} ;; esac
+    case $1 in redis-* | postgres-* | dynamodb-*) extra=${RCPU[$1]} ;; esac
     awk -v a="${CPU[$1]}" -v b="$extra" 'BEGIN { print a + b }'
 }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "holds" : "**misses**") }'; }
@@ -353,6 +466,9 @@ label() {
     redis-cached-replay) echo "\`#[idempotent]\`, Redis behind the local cache, replay" ;;
     postgres-fresh) echo "\`#[idempotent]\`, PostgreSQL, fresh key" ;;
     postgres-replay) echo "\`#[idempotent]\`, PostgreSQL, replay" ;;
+    postgres-nosync-fresh) echo "\`#[idempotent]\`, PostgreSQL with \`synchronous_commit = off\`, fresh key" ;;
+    dynamodb-fresh) echo "\`#[idempotent]\`, DynamoDB (moto), fresh key" ;;
+    dynamodb-replay) echo "\`#[idempotent]\`, DynamoDB (moto), replay" ;;
     peer-fresh) echo "axum-idempotent 0.6, in-memory, fresh key" ;;
     peer-replay) echo "axum-idempotent 0.6, in-memory, replay" ;;
     esac
@@ -365,16 +481,20 @@ label() {
     echo "- Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr)"
     echo "- Load average (1, 5, 15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER; CPU time taken by the hypervisor for other guests (steal) during the run: $STEAL %"
     echo "- Command: \`$COMMAND\`"
+    if [ -s "$WORK/failures" ]; then
+        echo "- Store calls that failed (the handler then ran without idempotency, \`fail_open\`), logged by the server in: $(paste -sd, "$WORK/failures" | sed 's/,/, /g')"
+    fi
     echo "- wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $THREADS threads, $CONNECTIONS connections, $DURATION per path and round after a $WARMUP warm-up, $ROUNDS rounds (order rotated each round); a fresh server process per measurement; medians over the rounds"
     echo
     echo "| path | requests/s | p50 | p99 | server CPU per request | requests/s per round |"
     echo "|---|---:|---:|---:|---:|---|"
-    for path in bare memory-fresh memory-replay redis-fresh redis-replay redis-cached-replay postgres-fresh postgres-replay peer-fresh peer-replay; do
+    for path in bare memory-fresh memory-replay redis-fresh redis-replay redis-cached-replay postgres-fresh postgres-replay postgres-nosync-fresh dynamodb-fresh dynamodb-replay peer-fresh peer-replay; do
         [ -n "${RPS[$path]:-}" ] || continue
         cpu="${CPU[$path]} µs"
         case $path in
         redis-*) cpu="$cpu (+ Redis ${RCPU[$path]} µs)" ;;
         postgres-*) cpu="$cpu (+ PostgreSQL ${RCPU[$path]} µs)" ;;
+        dynamodb-*) cpu="$cpu (+ moto ${RCPU[$path]} µs)" ;;
         esac
         echo "| $(label "$path") | ${RPS[$path]} | $(ms "${P50[$path]}") ms | $(ms "${P99[$path]}") ms | $cpu | ${ROUNDS_RPS[$path]} |"
     done
@@ -389,6 +509,7 @@ label() {
     }
     target() { # label, path a, path b, threshold: a's throughput over b's
         local r c
+        [ -n "${RPS[$2]:-}" ] && [ -n "${RPS[$3]:-}" ] || return 0
         r=$(ratio "${RPS[$2]}" "${RPS[$3]}")
         c=$(ratio "$(cost "$3")" "$(cost "$2")")
         echo "| $1 | $r | $(verdict "$r" "$4") | $c | $(per_round "$2" "$3") |"
@@ -397,22 +518,21 @@ label() {
     target "memory store, replay ≥ 0.85× bare" memory-replay bare 0.85
     target "fresh key ≥ 1.2× axum-idempotent's" memory-fresh peer-fresh 1.2
     target "replay ≥ 1.1× axum-idempotent's" memory-replay peer-replay 1.1
-    if [ -n "${RPS[redis-replay]:-}" ]; then
-        target "Redis, replay ≥ 0.5× bare" redis-replay bare 0.5
-        r=$(ratio "${RPS[redis-fresh]}" "${RPS[bare]}")
-        c=$(ratio "$(cost bare)" "$(cost redis-fresh)")
-        echo "| Redis, fresh key (no target) | $r | | $c | $(per_round redis-fresh bare) |"
-        target "Redis behind the local cache, replay ≥ 0.85× bare" redis-cached-replay bare 0.85
-    fi
-    if [ -n "${RPS[postgres-replay]:-}" ]; then
-        for path in postgres-replay postgres-fresh; do
-            r=$(ratio "${RPS[$path]}" "${RPS[bare]}")
-            c=$(ratio "$(cost bare)" "$(cost "$path")")
-            echo "| $(label "$path") (no target) | $r | | $c | $(per_round "$path" bare) |"
-        done
-    fi
+    untargeted() { # label, path: its throughput over the bare handler's, no target
+        local r c
+        [ -n "${RPS[$2]:-}" ] && [ -n "${RPS[bare]:-}" ] || return 0
+        r=$(ratio "${RPS[$2]}" "${RPS[bare]}")
+        c=$(ratio "$(cost bare)" "$(cost "$2")")
+        echo "| $1 (no target) | $r | | $c | $(per_round "$2" bare) |"
+    }
+    target "Redis, replay ≥ 0.5× bare" redis-replay bare 0.5
+    untargeted "Redis, fresh key" redis-fresh
+    target "Redis behind the local cache, replay ≥ 0.85× bare" redis-cached-replay bare 0.85
+    for path in postgres-replay postgres-fresh postgres-nosync-fresh dynamodb-replay dynamodb-fresh; do
+        untargeted "$(label "$path")" "$path"
+    done
     echo
-    echo "The server CPU ratio compares the CPU time each path costs per request (for Redis and PostgreSQL, the server's and the store's together), leaving out the load generator, which shares the machine's cores and costs the same on every path; it is the stricter figure."
+    echo "The server CPU ratio compares the CPU time each path costs per request (for Redis, PostgreSQL and DynamoDB, the server's and the store's together: Redis's process, the PostgreSQL cluster's processes, moto's process), leaving out the load generator, which shares the machine's cores and costs the same on every path; it is the stricter figure."
     echo "<!-- results:end -->"
 } >"$WORK/section.md"
 

@@ -15,6 +15,10 @@
 //!   mode, with a `ruts` session layer on its in-memory (moka) store and the cookie layer,
 //!   as its README sets it up. It caches only for a request that carries a session cookie
 //!   (`session=<22 base64url characters>`).
+//!
+//! The cost-growth benchmarks (`benches/growth.rs`) add [`large_body_app`] (an order of many
+//! lines, bare and under `#[idempotent]` with and without `include_body`, on the in-memory
+//! store) and [`memory_app`] (`/memory` on a store the caller fills).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,4 +138,106 @@ pub fn app_with(stores: Stores) -> Router {
         );
     }
     app.with_state(AppState::default())
+}
+
+/// An order of many lines: the body of the body-size benchmarks.
+#[derive(Deserialize)]
+struct LargeOrder {
+    amount: i64,
+    lines: Vec<OrderLine>,
+}
+
+#[derive(Deserialize)]
+struct OrderLine {
+    sku: String,
+    quantity: u32,
+    unit_price: i64,
+}
+
+/// The business logic of the body-size routes: the lines totalled, a small answer whatever
+/// the body's size.
+fn place_large_order(state: &AppState, order: &LargeOrder) -> Response {
+    let id = state.ids.fetch_add(1, Ordering::Relaxed) + 1;
+    let total: i64 = order
+        .lines
+        .iter()
+        .map(|line| i64::from(line.quantity) * line.unit_price)
+        .sum();
+    let last = order.lines.last().map(|line| line.sku.as_str());
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "amount": order.amount, "total": total, "last_sku": last })),
+    )
+        .into_response()
+}
+
+async fn large_bare(State(state): State<AppState>, Json(order): Json<LargeOrder>) -> Response {
+    place_large_order(&state, &order)
+}
+
+#[idempotent(key_prefix = "growth-body", ttl = "1h", include_body = true)]
+async fn large_include_body(
+    State(state): State<AppState>,
+    Json(order): Json<LargeOrder>,
+) -> Response {
+    place_large_order(&state, &order)
+}
+
+#[idempotent(key_prefix = "growth-no-body", ttl = "1h", include_body = false)]
+async fn large_no_body(State(state): State<AppState>, Json(order): Json<LargeOrder>) -> Response {
+    place_large_order(&state, &order)
+}
+
+/// The body-size routes (all `POST`, body [`large_order_body`], answer 201 `{"id", "amount",
+/// "total", "last_sku"}`): `/large/bare` the handler alone, `/large/include-body` under
+/// `#[idempotent(include_body = true)]` and `/large/no-body` under `include_body = false`,
+/// both on one in-memory store with the default body limit (2 MiB, as axum's own).
+pub fn large_body_app() -> Router {
+    Router::new()
+        .route("/large/bare", post(large_bare))
+        .merge(
+            Router::new()
+                .route("/large/include-body", post(large_include_body))
+                .route("/large/no-body", post(large_no_body))
+                .layer(Idempotency::memory()),
+        )
+        .with_state(AppState::default())
+}
+
+/// A compact JSON order of exactly `size` bytes (at least 64): `{"amount":100,"lines":[…],
+/// "note":"…"}`, order lines of about 50 bytes each, then padding in the note. Compact, with
+/// integers and plain ASCII strings only, as most clients send JSON.
+pub fn large_order_body(size: usize) -> Vec<u8> {
+    const HEAD: &str = r#"{"amount":100,"lines":["#;
+    const NOTE: &str = r#"],"note":""#;
+    const TAIL: &str = r#""}"#;
+    let mut body = String::with_capacity(size);
+    body.push_str(HEAD);
+    let room = size.saturating_sub(HEAD.len() + NOTE.len() + TAIL.len());
+    for i in 0u64.. {
+        let line = format!(
+            r#"{}{{"sku":"SKU-{i:06}","quantity":{},"unit_price":{}}}"#,
+            if i == 0 { "" } else { "," },
+            i % 7 + 1,
+            1999 + i,
+        );
+        if body.len() + line.len() > HEAD.len() + room {
+            break;
+        }
+        body.push_str(&line);
+    }
+    body.push_str(NOTE);
+    let pad = size.saturating_sub(body.len() + TAIL.len());
+    body.extend(std::iter::repeat_n('x', pad));
+    body.push_str(TAIL);
+    body.into_bytes()
+}
+
+/// `/memory` alone, as [`app`] serves it (`#[idempotent(key_prefix = "bench", ttl = "1h",
+/// include_body = true)]`, the load benchmark's handler), on the given store.
+pub fn memory_app(idempotency: Idempotency) -> Router {
+    Router::new()
+        .route("/memory", post(idempotent_order))
+        .layer(idempotency)
+        .with_state(AppState::default())
 }
