@@ -110,7 +110,8 @@ impl fmt::Debug for Token {
 /// request that produced it, and when and by which claim it was stored.
 ///
 /// Two stored responses are equal when these fields are; the request bytes a process may
-/// keep beside a record it wrote (see [`Self::same_request`]) are not part of the record.
+/// keep beside a record it wrote, to recognise a retry without hashing its body, are not
+/// part of the record.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StoredResponse {
