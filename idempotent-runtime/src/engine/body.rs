@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt as _;
 
@@ -28,41 +28,17 @@ pub(super) async fn read_request(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    // Most bodies are one chunk: keep it as it is, and gather only when a second comes.
-    let mut body = std::pin::pin!(body);
-    let mut first = Bytes::new();
-    let mut more: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let data = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => data,
-                // Trailers: not part of the body's bytes.
-                Err(_) => continue,
-            },
-            Err(error) => {
-                tracing::debug!(%error, "idempotency: reading the request body failed");
-                return Err(problem(
-                    ProblemCode::RequestBodyUnreadable,
-                    "The request body could not be read.",
-                ));
-            }
-        };
-        let read = first.len() + more.as_ref().map_or(0, BytesMut::len);
-        if data.len() > limit.saturating_sub(read) {
-            return Err(too_large());
-        }
-        if let Some(gathered) = &mut more {
-            gathered.extend_from_slice(&data);
-        } else if first.is_empty() {
-            first = data;
-        } else {
-            let mut gathered = BytesMut::with_capacity(first.len() + data.len());
-            gathered.extend_from_slice(&first);
-            gathered.extend_from_slice(&data);
-            more = Some(gathered);
+    match collect_limited(body, limit).await {
+        Collected::Whole(bytes) => Ok(bytes),
+        Collected::TooLarge(_) => Err(too_large()),
+        Collected::Failed(error) => {
+            tracing::debug!(%error, "idempotency: reading the request body failed");
+            Err(problem(
+                ProblemCode::RequestBodyUnreadable,
+                "The request body could not be read.",
+            ))
         }
     }
-    Ok(more.map_or(first, BytesMut::freeze))
 }
 
 /// A response body, buffered for storing.

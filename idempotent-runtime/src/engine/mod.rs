@@ -182,30 +182,25 @@ where
     // networked store, without a round trip, and while the store is down); a retry that
     // sends the bytes of the request that produced it needs no fingerprint either.
     let held = held(&inner, &store_key);
-    if let Some(stored) = &held
-        && let Some(bytes) = &bytes
-        && matches!(policy.fingerprint, Fingerprint::Json)
-        && stored.same_request(bytes, || is_json(&parts.headers))
-    {
-        return Ok(answer_completed(
-            &inner,
-            &policy,
-            &key,
-            None,
-            stored,
-            caching.as_deref(),
-        ));
-    }
-    let fingerprint = bytes.as_ref().map(|bytes| match policy.fingerprint {
-        Fingerprint::Typed(typed) => match typed.read(bytes) {
-            Some(read) => {
-                parts.extensions.insert(TypedValue::new(read.value));
-                read.fingerprint
-            }
-            None => fingerprint(&parts.headers, bytes),
-        },
-        mode => fingerprint_in(mode, &parts.headers, bytes),
-    });
+    let same_request = matches!(
+        (&held, &bytes, policy.fingerprint),
+        (Some(stored), Some(bytes), Fingerprint::Json)
+            if stored.same_request(bytes, || is_json(&parts.headers))
+    );
+    // The same request needs no fingerprint: there is nothing to compare, it replays.
+    let fingerprint = match &bytes {
+        Some(bytes) if !same_request => Some(match policy.fingerprint {
+            Fingerprint::Typed(typed) => match typed.read(bytes) {
+                Some(read) => {
+                    parts.extensions.insert(TypedValue::new(read.value));
+                    read.fingerprint
+                }
+                None => fingerprint(&parts.headers, bytes),
+            },
+            mode => fingerprint_in(mode, &parts.headers, bytes),
+        }),
+        _ => None,
+    };
     if let Some(stored) = &held {
         return Ok(answer_completed(
             &inner,
